@@ -1,0 +1,38 @@
+//! The domain of chatd, and the ports every backend implements.
+//!
+//! chatd stores applications, their numbered chats and the chats' numbered messages. This
+//! crate knows nothing about HTTP, SQL or search engines: it holds
+//!
+//! - [`domain`]: validated input types (`AppToken`, `ChatNumber`, `MessageNumber`, `AppName`,
+//!   `MessageBody`, …). Handlers parse raw input into these once; everything behind them can
+//!   rely on the invariants ("parse, don't validate").
+//! - [`records`]: what reads return (`Application`, `Chat`, `Message`, `Timestamp`).
+//! - [`page`]: keyset pagination requests and results.
+//! - [`error`]: [`StoreError`], the typed outcomes a backend reports.
+//! - [`ports`]: the traits the server calls.
+//!
+//! # Why the ports are split the way they are
+//!
+//! Writes and reads go through different traits on purpose. [`ports::Ingest`] accepts creates
+//! and edits and answers only once they are durable; [`ports::Catalog`] answers reads. In
+//! the embedded mode one SQLite adapter implements both: a single writer thread assigns
+//! numbers and group-commits, a pool of read-only connections serves reads. In the
+//! scale-out mode (SPEC §2) `Ingest` is meant to be implemented by a Redis adapter (numbers
+//! from atomic counters, the create durably enqueued on a stream in the same step, applied
+//! by idempotent workers) and `Catalog` by a PostgreSQL adapter. The HTTP layer holds one
+//! `Arc<dyn Ingest>` and one `Arc<dyn Catalog>` chosen at start, so the second mode plugs in
+//! without touching a route. Existence checks (SPEC §4.2) are the `Ingest` implementor's
+//! job because only it can make them atomic with number assignment.
+#![forbid(unsafe_code)]
+
+pub mod domain;
+pub mod error;
+pub mod page;
+pub mod ports;
+pub mod records;
+
+pub use domain::{AppName, AppToken, ChatNumber, InvalidInput, MessageBody, MessageNumber};
+pub use error::StoreError;
+pub use page::{Limit, Listed, Order, Page};
+pub use ports::{Catalog, Ingest};
+pub use records::{Application, Chat, Message, Timestamp};

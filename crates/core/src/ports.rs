@@ -1,0 +1,57 @@
+//! The traits the server calls. See the crate docs for why writes and reads are separate.
+
+use async_trait::async_trait;
+
+use crate::error::StoreResult;
+use crate::{
+    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber, Page,
+};
+
+/// Accepts creates and edits. Every method returns only once the change is durable in the
+/// sense of SPEC §4.3 for this backend, and checks existence before it succeeds (§4.2).
+/// Numbers are assigned here, never by the caller, so they cannot race.
+#[async_trait]
+pub trait Ingest: Send + Sync + 'static {
+    /// Registers an application under a fresh token.
+    async fn create_application(&self, name: AppName) -> StoreResult<Application>;
+    /// Renames an application.
+    async fn rename_application(&self, token: AppToken, name: AppName) -> StoreResult<Application>;
+    /// Creates the next chat of an application and returns its number.
+    async fn create_chat(&self, token: AppToken) -> StoreResult<ChatNumber>;
+    /// Appends a message to a chat and returns its number.
+    async fn create_message(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        body: MessageBody,
+    ) -> StoreResult<MessageNumber>;
+    /// Replaces a message's body.
+    async fn edit_message(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: MessageBody,
+    ) -> StoreResult<Message>;
+    /// Whether writes can be accepted now (for `/ready`).
+    async fn ready(&self) -> StoreResult<()>;
+}
+
+/// Answers reads. Lists are keyset-paginated and never hold more than one page in memory.
+#[async_trait]
+pub trait Catalog: Send + Sync + 'static {
+    async fn application(&self, token: AppToken) -> StoreResult<Application>;
+    async fn applications(&self, page: Page<AppToken>) -> StoreResult<Listed<Application>>;
+    async fn chat(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Chat>;
+    async fn chats(&self, token: AppToken, page: Page<ChatNumber>) -> StoreResult<Listed<Chat>>;
+    async fn message(&self, token: AppToken, chat: ChatNumber, number: MessageNumber)
+    -> StoreResult<Message>;
+    async fn messages(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        page: Page<MessageNumber>,
+    ) -> StoreResult<Listed<Message>>;
+    /// Whether reads can be served now (for `/ready`).
+    async fn ready(&self) -> StoreResult<()>;
+}

@@ -1,0 +1,135 @@
+//! Configuration: flags, `CHATD_*` environment variables and an optional `.env` file (read
+//! by `main` before parsing, so variables it sets count as environment). The README's
+//! configuration table is this file in prose.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use chatd_store_sqlite::Durability;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// chatd: a chat-storage HTTP API.
+#[derive(Debug, Parser)]
+#[command(name = "chatd", version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Running `chatd` with no subcommand is `chatd serve`.
+    #[command(flatten)]
+    pub serve: Config,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (the default).
+    Serve(Config),
+}
+
+impl Cli {
+    /// The server configuration, whichever way it was given.
+    pub fn into_config(self) -> Config {
+        match self.command {
+            Some(Command::Serve(config)) => config,
+            None => self.serve,
+        }
+    }
+}
+
+/// A listener address, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    On(SocketAddr),
+}
+
+impl FromStr for Listen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Listen::Off);
+        }
+        s.parse().map(Listen::On).map_err(|e| format!("expected host:port or 'off': {e}"))
+    }
+}
+
+/// SQLite's `synchronous` setting, as a flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Synchronous {
+    /// fsync at every commit: an acknowledged write survives power loss.
+    Full,
+    /// Survives a crash of chatd; the newest commits may be lost on power loss.
+    Normal,
+}
+
+impl From<Synchronous> for Durability {
+    fn from(s: Synchronous) -> Self {
+        match s {
+            Synchronous::Full => Durability::Full,
+            Synchronous::Normal => Durability::Normal,
+        }
+    }
+}
+
+/// Everything `chatd serve` needs.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Directory holding the database (created if missing).
+    #[arg(long, env = "CHATD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Address of the full API.
+    #[arg(long, env = "CHATD_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Address of the creation routes (POST chats, POST messages), or `off`.
+    #[arg(long, env = "CHATD_CREATION_LISTEN", default_value = "127.0.0.1:8080")]
+    pub creation_listen: Listen,
+
+    /// When set, `GET /applications` requires `Authorization: Bearer <key>`.
+    #[arg(long, env = "CHATD_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+
+    /// How hard each commit waits for the disk.
+    #[arg(long, env = "CHATD_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
+    pub synchronous: Synchronous,
+
+    /// Writes waiting for the writer before new ones get 503 `overloaded`.
+    #[arg(long, env = "CHATD_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+
+    /// Most writes carried by one transaction.
+    #[arg(long, env = "CHATD_MAX_BATCH", default_value_t = 512)]
+    pub max_batch: usize,
+
+    /// Read-only database connections.
+    #[arg(long, env = "CHATD_READ_CONNECTIONS", default_value_t = 4)]
+    pub read_connections: usize,
+
+    /// Largest request body in bytes (413 beyond).
+    #[arg(long, env = "CHATD_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
+    pub max_request_bytes: usize,
+
+    /// Largest message body in bytes (413 beyond).
+    #[arg(long, env = "CHATD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Seconds that shutdown waits for open requests before it stops waiting.
+    #[arg(long, env = "CHATD_SHUTDOWN_TIMEOUT", default_value_t = 10)]
+    pub shutdown_timeout: u64,
+
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `chatd_server=debug`.
+    #[arg(long, env = "CHATD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// The defaults, with the data directory and both listeners given (for tests).
+    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+        let mut config = Cli::parse_from(["chatd"]).into_config();
+        config.data_dir = data_dir.into();
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.creation_listen = Listen::On(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config
+    }
+}

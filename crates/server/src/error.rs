@@ -1,0 +1,191 @@
+//! The API's one error type and its one table of statuses and codes (SPEC §3 "Errors").
+//!
+//! `IntoResponse` only renders: the detail of a 500 travels in a response extension and is
+//! logged by [`log_server_errors`], inside the request's span, never sent to the client.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::Request;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chatd_core::{InvalidInput, StoreError};
+use serde::Serialize;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { message: String, field: Option<&'static str> },
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("application not found")]
+    ApplicationNotFound,
+    #[error("chat not found")]
+    ChatNotFound,
+    #[error("message not found")]
+    MessageNotFound,
+    #[error("no such route")]
+    RouteNotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{message}")]
+    PayloadTooLarge { message: String, field: Option<&'static str> },
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("{field}: {message}")]
+    InvalidParameter { field: &'static str, message: String },
+    #[error("overloaded")]
+    Overloaded,
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    error: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'static str>,
+}
+
+/// The detail of a server-side failure, for the log only.
+#[derive(Debug, Clone)]
+pub struct ServerErrorDetail(pub Arc<str>);
+
+impl ApiError {
+    pub fn bad_request(field: Option<&'static str>, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { message: message.into(), field }
+    }
+
+    /// A refused parameter: too long bodies are 413, everything else 422 (SPEC §3).
+    pub fn invalid(field: &'static str, why: InvalidInput) -> Self {
+        match why {
+            InvalidInput::TooLong { unit: "bytes", .. } => {
+                ApiError::PayloadTooLarge { message: format!("{field} {why}"), field: Some(field) }
+            }
+            _ => ApiError::InvalidParameter { field, message: format!("{field} {why}") },
+        }
+    }
+
+    /// Status, stable code, and the sentence shown to the client: the one table.
+    fn parts(&self) -> (StatusCode, &'static str, &str) {
+        use ApiError::*;
+        match self {
+            BadRequest { message, .. } => (StatusCode::BAD_REQUEST, "bad_request", message),
+            Unauthorized => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", "this route needs the admin key as a Bearer token")
+            }
+            ApplicationNotFound => {
+                (StatusCode::NOT_FOUND, "application_not_found", "no application has this token")
+            }
+            ChatNotFound => {
+                (StatusCode::NOT_FOUND, "chat_not_found", "this application has no chat with this number")
+            }
+            MessageNotFound => {
+                (StatusCode::NOT_FOUND, "message_not_found", "this chat has no message with this number")
+            }
+            RouteNotFound => (StatusCode::NOT_FOUND, "not_found", "no route matches this path"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not accept this method",
+            ),
+            PayloadTooLarge { message, .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send parameters as JSON or as a form (application/x-www-form-urlencoded)",
+            ),
+            InvalidParameter { message, .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter", message)
+            }
+            Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "chatd is busy; retry shortly"),
+            Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable; retry later")
+            }
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred"),
+        }
+    }
+
+    fn field(&self) -> Option<&'static str> {
+        match self {
+            ApiError::BadRequest { field, .. } | ApiError::PayloadTooLarge { field, .. } => *field,
+            ApiError::InvalidParameter { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Overloaded => Some("1"),
+            ApiError::Unavailable(_) => Some("5"),
+            _ => None,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::ApplicationNotFound => ApiError::ApplicationNotFound,
+            StoreError::ChatNotFound => ApiError::ChatNotFound,
+            StoreError::MessageNotFound => ApiError::MessageNotFound,
+            StoreError::BadCursor => {
+                ApiError::bad_request(Some("after"), "the cursor does not name a listed application")
+            }
+            StoreError::Overloaded => ApiError::Overloaded,
+            StoreError::Unavailable(why) => ApiError::Unavailable(why),
+            StoreError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let body = ErrorBody { error: code, message, field: self.field() };
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+        }
+        if matches!(self, ApiError::Unauthorized) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(self, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+            let detail = match &self {
+                ApiError::Internal(e) => format!("{e:#}"),
+                other => other.to_string(),
+            };
+            response.extensions_mut().insert(ServerErrorDetail(detail.into()));
+        }
+        response
+    }
+}
+
+/// Logs the hidden detail of 5xx answers, inside the request span.
+pub async fn log_server_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if let Some(ServerErrorDetail(detail)) = response.extensions().get::<ServerErrorDetail>() {
+        if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(%detail, "request failed");
+        } else {
+            tracing::warn!(%detail, "request refused: storage unavailable");
+        }
+    }
+    response
+}
+
+/// The fallback for paths that match no route.
+pub async fn route_not_found() -> ApiError {
+    ApiError::RouteNotFound
+}
+
+/// The fallback for a known path with a method it does not take.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

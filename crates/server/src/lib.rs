@@ -1,0 +1,13 @@
+//! chatd's HTTP server: configuration, routes, extractors, errors, and startup.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;
+pub mod views;
+
+pub use config::{Cli, Config};
+pub use startup::Application;

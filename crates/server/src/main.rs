@@ -1,0 +1,16 @@
+//! The `chatd` binary: parse configuration, start logging, serve until SIGTERM or Ctrl-C.
+
+use chatd_server::{Application, Cli, telemetry};
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // A missing .env is normal; variables already set win over it.
+    let _ = dotenvy::dotenv();
+    let config = Cli::parse().into_config();
+    telemetry::init(&config.log);
+    let app = Application::build(config).await?;
+    let creation = app.creation_addr().map_or_else(|| "off".to_owned(), |a| a.to_string());
+    tracing::info!(api = %app.api_addr(), creation = %creation, "listening");
+    app.run_until(telemetry::shutdown_signal()).await
+}

@@ -1,0 +1,281 @@
+//! Routes and handlers. Handlers parse input into domain types, call one port, and shape
+//! the answer; they hold no storage logic.
+
+use std::sync::Arc;
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router, middleware};
+use chatd_core::{AppName, Catalog, ChatNumber, Ingest, Listed, MessageBody, MessageNumber, Order};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::error::{self, ApiError};
+use crate::extract::{self, ApiPath, ListQuery, Params};
+use crate::views::{ApplicationView, ChatCreated, ChatView, MessageCreated, MessageView};
+
+/// What every handler shares: one writer port, one reader port, the limits.
+#[derive(Clone)]
+pub struct AppState {
+    pub ingest: Arc<dyn Ingest>,
+    pub catalog: Arc<dyn Catalog>,
+    /// When set, listing all applications needs `Authorization: Bearer <key>`.
+    pub admin_key: Option<Arc<str>>,
+    /// Largest message body in bytes.
+    pub max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("max_message_bytes", &self.max_message_bytes).finish_non_exhaustive()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The full API (port 3000 by default).
+pub fn api_router(state: AppState) -> Router {
+    Router::new()
+        .route("/applications", get(list_applications).post(create_application))
+        .route(
+            "/applications/{token}",
+            get(get_application).put(update_application).patch(update_application),
+        )
+        .route("/applications/{token}/chats", get(list_chats).post(create_chat))
+        .route("/applications/{token}/chats/{chat}", get(get_chat))
+        .route("/applications/{token}/chats/{chat}/messages", get(list_messages).post(create_message))
+        .route(
+            "/applications/{token}/chats/{chat}/messages/{message}",
+            get(get_message).put(update_message).patch(update_message),
+        )
+        .merge(operations())
+        .with_state(state)
+}
+
+/// The creation routes only (port 8080 by default), for clients of the old Go service.
+pub fn creation_router(state: AppState) -> Router {
+    Router::new()
+        .route("/applications/{token}/chats", post(create_chat))
+        .route("/applications/{token}/chats/{chat}/messages", post(create_message))
+        .merge(operations())
+        .with_state(state)
+}
+
+fn operations() -> Router<AppState> {
+    Router::new().route("/health", get(health)).route("/ready", get(ready))
+}
+
+/// Layers shared by both listeners: JSON fallbacks and the logging of hidden 5xx detail.
+pub fn finish(router: Router) -> Router {
+    router
+        .fallback(error::route_not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(middleware::from_fn(error::log_server_errors))
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    status: &'static str,
+}
+
+/// Liveness: the process answers HTTP.
+async fn health() -> Json<Status> {
+    Json(Status { status: "ok" })
+}
+
+/// Readiness: storage takes writes and answers reads.
+async fn ready(State(s): State<AppState>) -> ApiResult<Json<Status>> {
+    s.ingest.ready().await?;
+    s.catalog.ready().await?;
+    Ok(Json(Status { status: "ready" }))
+}
+
+// ------------------------------------------------------------------------- paths
+
+#[derive(Debug, Deserialize)]
+struct AppPath {
+    token: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatPath {
+    token: String,
+    chat: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessagePath {
+    token: String,
+    chat: String,
+    message: String,
+}
+
+fn chat_number(raw: &str) -> ApiResult<ChatNumber> {
+    extract::number(raw, "chat_number")
+}
+
+fn message_number(raw: &str) -> ApiResult<MessageNumber> {
+    extract::number(raw, "message_number")
+}
+
+fn app_name(params: &mut Params) -> ApiResult<AppName> {
+    AppName::parse(params.string("name")?.unwrap_or_default()).map_err(|e| ApiError::invalid("name", e))
+}
+
+fn message_body(params: &mut Params, max_bytes: usize) -> ApiResult<MessageBody> {
+    MessageBody::parse(params.string("body")?.unwrap_or_default(), max_bytes)
+        .map_err(|e| ApiError::invalid("body", e))
+}
+
+// ------------------------------------------------------------------------- lists
+
+/// A JSON array, with a `Link: <…>; rel="next"` header when more rows exist.
+fn list_response<'a, T, V: Serialize>(
+    uri: &OriginalUri,
+    query: &ListQuery,
+    listed: &'a Listed<T>,
+    key: impl Fn(&T) -> String,
+    view: impl Fn(&'a T) -> V,
+) -> Response {
+    let body: Vec<V> = listed.items.iter().map(view).collect();
+    let mut response = Json(body).into_response();
+    if let (true, Some(last)) = (listed.more, listed.items.last()) {
+        let last = key(last);
+        let (after, before) = match query.order {
+            Order::Asc => (Some(last.as_str()), query.before.as_deref()),
+            Order::Desc => (query.after.as_deref(), Some(last.as_str())),
+        };
+        #[derive(Serialize)]
+        struct Next<'a> {
+            limit: u32,
+            order: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            after: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            before: Option<&'a str>,
+        }
+        let order = if query.order == Order::Asc { "asc" } else { "desc" };
+        let next = Next { limit: query.limit.get(), order, after, before };
+        let qs = serde_urlencoded::to_string(&next).unwrap_or_default();
+        let link = format!("<{}?{qs}>; rel=\"next\"", uri.0.path());
+        if let Ok(v) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, v);
+        }
+    }
+    response
+}
+
+// ------------------------------------------------------------------------- applications
+
+fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(key) = &state.admin_key else { return Ok(()) };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) { Ok(()) } else { Err(ApiError::Unauthorized) }
+}
+
+async fn list_applications(
+    State(s): State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    query: ListQuery,
+) -> ApiResult<Response> {
+    check_admin(&s, &headers)?;
+    let listed = s.catalog.applications(query.by_token()?).await?;
+    Ok(list_response(&uri, &query, &listed, |a| a.token.as_str().to_owned(), ApplicationView::from))
+}
+
+async fn create_application(State(s): State<AppState>, mut params: Params) -> ApiResult<Response> {
+    let name = app_name(&mut params)?;
+    let app = s.ingest.create_application(name).await?;
+    Ok((StatusCode::CREATED, Json(ApplicationView::from(&app))).into_response())
+}
+
+async fn get_application(State(s): State<AppState>, ApiPath(p): ApiPath<AppPath>) -> ApiResult<Response> {
+    let app = s.catalog.application(extract::token(&p.token)?).await?;
+    Ok(Json(ApplicationView::from(&app)).into_response())
+}
+
+async fn update_application(
+    State(s): State<AppState>,
+    ApiPath(p): ApiPath<AppPath>,
+    mut params: Params,
+) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let app = s.ingest.rename_application(token, app_name(&mut params)?).await?;
+    Ok(Json(ApplicationView::from(&app)).into_response())
+}
+
+// ------------------------------------------------------------------------- chats
+
+async fn list_chats(
+    State(s): State<AppState>,
+    ApiPath(p): ApiPath<AppPath>,
+    uri: OriginalUri,
+    query: ListQuery,
+) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let listed = s.catalog.chats(token, query.numbered()?).await?;
+    Ok(list_response(&uri, &query, &listed, |c| c.number.to_string(), ChatView::from))
+}
+
+async fn create_chat(State(s): State<AppState>, ApiPath(p): ApiPath<AppPath>) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let number = s.ingest.create_chat(token.clone()).await?;
+    Ok((StatusCode::CREATED, Json(ChatCreated { number, access_token: token.as_str() })).into_response())
+}
+
+async fn get_chat(State(s): State<AppState>, ApiPath(p): ApiPath<ChatPath>) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let chat = s.catalog.chat(token, chat_number(&p.chat)?).await?;
+    Ok(Json(ChatView::from(&chat)).into_response())
+}
+
+// ------------------------------------------------------------------------- messages
+
+async fn list_messages(
+    State(s): State<AppState>,
+    ApiPath(p): ApiPath<ChatPath>,
+    uri: OriginalUri,
+    query: ListQuery,
+) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let listed = s.catalog.messages(token, chat_number(&p.chat)?, query.numbered()?).await?;
+    Ok(list_response(&uri, &query, &listed, |m| m.number.to_string(), MessageView::from))
+}
+
+async fn create_message(
+    State(s): State<AppState>,
+    ApiPath(p): ApiPath<ChatPath>,
+    mut params: Params,
+) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let chat = chat_number(&p.chat)?;
+    let body = message_body(&mut params, s.max_message_bytes)?;
+    let number = s.ingest.create_message(token.clone(), chat, body).await?;
+    let created = MessageCreated { number, chat_number: chat, access_token: token.as_str() };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+async fn get_message(State(s): State<AppState>, ApiPath(p): ApiPath<MessagePath>) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let message = s.catalog.message(token, chat_number(&p.chat)?, message_number(&p.message)?).await?;
+    Ok(Json(MessageView::from(&message)).into_response())
+}
+
+async fn update_message(
+    State(s): State<AppState>,
+    ApiPath(p): ApiPath<MessagePath>,
+    mut params: Params,
+) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let (chat, number) = (chat_number(&p.chat)?, message_number(&p.message)?);
+    let body = message_body(&mut params, s.max_message_bytes)?;
+    let message = s.ingest.edit_message(token, chat, number, body).await?;
+    Ok(Json(MessageView::from(&message)).into_response())
+}

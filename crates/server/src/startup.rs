@@ -1,0 +1,138 @@
+//! Building and running the server: [`Application::build`] opens storage and binds the
+//! listeners (so callers learn the real ports, and tests bind port 0), then
+//! [`Application::run_until`] serves until the shutdown future completes, drains open
+//! requests, and lets the writer commit everything it accepted.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use chatd_store_sqlite::{Options, SqliteStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, Listen};
+use crate::routes::{self, AppState};
+
+/// A built server: storage open, listeners bound, not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    store: Arc<SqliteStore>,
+    api: (TcpListener, Router),
+    creation: Option<(TcpListener, Router)>,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let options = Options {
+            durability: config.synchronous.into(),
+            queue_capacity: config.queue_capacity,
+            max_batch: config.max_batch,
+            readers: config.read_connections,
+            ..Options::new(&config.data_dir)
+        };
+        let store = Arc::new(SqliteStore::open(&options)?);
+        if config.admin_key.is_none() {
+            tracing::warn!("no admin key is set: anyone who reaches the API can list every application");
+        }
+        let state = AppState {
+            ingest: store.clone(),
+            catalog: store.clone(),
+            admin_key: config.admin_key.as_deref().map(Arc::from),
+            max_message_bytes: config.max_message_bytes,
+        };
+        let finish = |router: Router| {
+            routes::finish(router).layer(DefaultBodyLimit::max(config.max_request_bytes)).layer(
+                TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                    // The matched route, never the raw path: paths carry tokens.
+                    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
+                    tracing::debug_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("-"))
+                }),
+            )
+        };
+        let api = (TcpListener::bind(config.listen).await?, finish(routes::api_router(state.clone())));
+        let creation = match config.creation_listen {
+            Listen::Off => None,
+            Listen::On(addr) => {
+                Some((TcpListener::bind(addr).await?, finish(routes::creation_router(state))))
+            }
+        };
+        Ok(Application {
+            store,
+            api,
+            creation,
+            shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
+        })
+    }
+
+    /// Where the full API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api.0.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where the creation routes listen, if they do.
+    pub fn creation_addr(&self) -> Option<SocketAddr> {
+        self.creation.as_ref().map(|(l, _)| l.local_addr().expect("a bound listener has an address"))
+    }
+
+    /// The store, for statistics.
+    pub fn store(&self) -> Arc<SqliteStore> {
+        self.store.clone()
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, waits (at most the shutdown
+    /// timeout) for open requests, and closes the store so that every accepted write is
+    /// committed before this returns.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut servers = tokio::task::JoinSet::new();
+        for (listener, router) in std::iter::once(self.api).chain(self.creation) {
+            let mut stop = stop_rx.clone();
+            // Trailing slashes are trimmed before routing, so `/applications/` works too.
+            let service = NormalizePathLayer::trim_trailing_slash().layer(router);
+            let service = axum::ServiceExt::<Request>::into_make_service(service);
+            servers.spawn(async move {
+                axum::serve(listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    })
+                    .await
+            });
+        }
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let mut stop = stop_rx.clone();
+        let drained = async {
+            while let Some(result) = servers.join_next().await {
+                result??;
+            }
+            anyhow::Ok(())
+        };
+        let deadline = async {
+            let _ = stop.wait_for(|s| *s).await;
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        tokio::select! {
+            result = drained => result?,
+            () = deadline => tracing::warn!("open requests did not finish in time; closing anyway"),
+        }
+        self.store.close().await;
+        let stats = self.store.writer_stats();
+        tracing::info!(
+            commits = stats.commits,
+            writes = stats.jobs,
+            largest_batch = stats.largest_batch,
+            "stopped"
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,267 @@
+//! Embedded storage for chatd: one SQLite file in WAL mode.
+//!
+//! - Writes go through [`writer`]: one thread, one read-write connection, a bounded queue,
+//!   group commit, numbers assigned in the transaction that inserts the row.
+//! - Reads go through [`readers`]: a few read-only connections used from tokio's blocking
+//!   pool, so no query ever runs on an async worker thread.
+//!
+//! [`SqliteStore`] implements both [`Ingest`] and [`Catalog`].
+#![forbid(unsafe_code)]
+
+mod queries;
+mod readers;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use chatd_core::error::StoreResult;
+use chatd_core::{
+    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Ingest, Listed, Message, MessageBody,
+    MessageNumber, Page, StoreError,
+};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
+use tokio::sync::{mpsc::error::TrySendError, oneshot};
+
+use readers::Readers;
+use writer::{JobSender, Op, WriteCtx};
+pub use writer::{WriterStats, WriterStatsSnapshot};
+
+/// Name of the database file inside the data directory.
+pub const DB_FILE: &str = "chatd.sqlite3";
+
+/// How hard a commit waits for the disk (SQLite's `synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=FULL`: the WAL is fsynced at every commit, so an acknowledged write
+    /// survives power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a crash of chatd, but the last commits may be lost on
+    /// power loss or an OS crash.
+    Normal,
+}
+
+/// Settings of the embedded store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Directory holding the database file; created if missing.
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// Jobs the write queue holds before answering `Overloaded`.
+    pub queue_capacity: usize,
+    /// Most jobs one transaction carries.
+    pub max_batch: usize,
+    /// Read-only connections (and so concurrent read queries).
+    pub readers: usize,
+}
+
+impl Options {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Options {
+            data_dir: data_dir.into(),
+            durability: Durability::Full,
+            queue_capacity: 1024,
+            max_batch: 512,
+            readers: 4,
+        }
+    }
+}
+
+/// The embedded store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct SqliteStore {
+    /// `None` once [`SqliteStore::close`] has begun: later writes answer `Unavailable`.
+    sender: RwLock<Option<JobSender>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Readers,
+    stats: Arc<WriterStats>,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database, migrates it, and starts the writer thread.
+    pub fn open(options: &Options) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(&options.data_dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create {}: {e}", options.data_dir.display()))
+        })?;
+        let path = options.data_dir.join(DB_FILE);
+        let mut db = open_writer(&path, options.durability).map_err(map_err)?;
+        schema::migrate(&mut db).map_err(map_err)?;
+        let stats = Arc::new(WriterStats::default());
+        let (sender, handle) =
+            writer::spawn(db, options.queue_capacity.max(1), options.max_batch.max(1), stats.clone())
+                .map_err(StoreError::internal)?;
+        Ok(SqliteStore {
+            sender: RwLock::new(Some(sender)),
+            writer: Mutex::new(Some(handle)),
+            readers: Readers::new(path, options.readers.max(1)),
+            stats,
+        })
+    }
+
+    /// What the writer has done so far.
+    pub fn writer_stats(&self) -> WriterStatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Stops taking writes, lets the writer commit everything already queued, and waits
+    /// for it to exit. Safe to call more than once.
+    pub async fn close(&self) {
+        drop(self.sender.write().unwrap_or_else(PoisonError::into_inner).take());
+        let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = handle {
+            let joined = tokio::task::spawn_blocking(move || handle.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the writer thread ended abnormally");
+            }
+        }
+    }
+
+    /// Hands a job to the writer and waits for its committed result.
+    async fn submit<T, F>(&self, run: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriteCtx) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        {
+            let guard = self.sender.read().unwrap_or_else(PoisonError::into_inner);
+            let sender = guard.as_ref().ok_or_else(shutting_down)?;
+            sender.try_send(Box::new(Op::new(run, reply))).map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Overloaded,
+                TrySendError::Closed(_) => shutting_down(),
+            })?;
+        }
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+    }
+}
+
+fn shutting_down() -> StoreError {
+    StoreError::Unavailable("chatd is shutting down".into())
+}
+
+fn open_writer(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
+    let db = Connection::open(path)?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    db.pragma_update(None, "synchronous", sync)?;
+    db.pragma_update(None, "foreign_keys", "ON")?;
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    db.set_prepared_statement_cache_capacity(64);
+    Ok(db)
+}
+
+pub(crate) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let db = Connection::open_with_flags(path, flags)?;
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    db.set_prepared_statement_cache_capacity(64);
+    Ok(db)
+}
+
+/// Sorts SQLite's errors into outages (the request may be retried; nothing was written)
+/// and bugs.
+pub(crate) fn map_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => StoreError::Unavailable("the disk is full".into()),
+        Some(
+            ErrorCode::SystemIoFailure
+            | ErrorCode::CannotOpen
+            | ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::ReadOnly,
+        ) => StoreError::Unavailable(format!("storage error: {e}")),
+        _ => StoreError::internal(e),
+    }
+}
+
+#[async_trait]
+impl Ingest for SqliteStore {
+    async fn create_application(&self, name: AppName) -> StoreResult<Application> {
+        let token = AppToken::generate().map_err(|e| StoreError::internal(e.to_string()))?;
+        self.submit(move |db, ctx| queries::insert_application(db, ctx, token, name)).await
+    }
+
+    async fn rename_application(&self, token: AppToken, name: AppName) -> StoreResult<Application> {
+        self.submit(move |db, ctx| queries::rename_application(db, ctx, &token, &name)).await
+    }
+
+    async fn create_chat(&self, token: AppToken) -> StoreResult<ChatNumber> {
+        self.submit(move |db, ctx| queries::insert_chat(db, ctx, &token)).await
+    }
+
+    async fn create_message(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        body: MessageBody,
+    ) -> StoreResult<MessageNumber> {
+        self.submit(move |db, ctx| queries::insert_message(db, ctx, &token, chat, &body)).await
+    }
+
+    async fn edit_message(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: MessageBody,
+    ) -> StoreResult<Message> {
+        self.submit(move |db, ctx| queries::update_message(db, ctx, &token, chat, number, &body)).await
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        let guard = self.sender.read().unwrap_or_else(PoisonError::into_inner);
+        match guard.as_ref() {
+            Some(sender) if !sender.is_closed() => Ok(()),
+            _ => Err(shutting_down()),
+        }
+    }
+}
+
+#[async_trait]
+impl Catalog for SqliteStore {
+    async fn application(&self, token: AppToken) -> StoreResult<Application> {
+        self.readers.run(move |db| queries::application(db, &token)).await
+    }
+
+    async fn applications(&self, page: Page<AppToken>) -> StoreResult<Listed<Application>> {
+        self.readers.run(move |db| queries::applications(db, &page)).await
+    }
+
+    async fn chat(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Chat> {
+        self.readers.run(move |db| queries::chat(db, &token, chat)).await
+    }
+
+    async fn chats(&self, token: AppToken, page: Page<ChatNumber>) -> StoreResult<Listed<Chat>> {
+        self.readers.run(move |db| queries::chats(db, &token, &page)).await
+    }
+
+    async fn message(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> StoreResult<Message> {
+        self.readers.run(move |db| queries::message(db, &token, chat, number)).await
+    }
+
+    async fn messages(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        page: Page<MessageNumber>,
+    ) -> StoreResult<Listed<Message>> {
+        self.readers.run(move |db| queries::messages(db, &token, chat, &page)).await
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        self.readers.run(|db| db.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+    }
+}

@@ -1,0 +1,333 @@
+//! The SQL of the store. Write functions run on the writer thread inside its batch
+//! transaction; read functions run on a read-only connection. Every lookup and list is
+//! served by an index (see `schema.rs`); none scans a table or counts rows.
+
+use chatd_core::error::StoreResult;
+use chatd_core::{
+    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber, Order,
+    Page, StoreError, Timestamp,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::map_err;
+use crate::writer::WriteCtx;
+
+/// `?` for rusqlite results inside functions that return [`StoreResult`].
+trait Db<T> {
+    fn db(self) -> StoreResult<T>;
+}
+
+impl<T> Db<T> for rusqlite::Result<T> {
+    fn db(self) -> StoreResult<T> {
+        self.map_err(map_err)
+    }
+}
+
+/// Reads a positive number column into its domain type.
+fn number<N: TryFrom<i64>>(row: &Row<'_>, idx: usize) -> rusqlite::Result<N> {
+    let n: i64 = row.get(idx)?;
+    N::try_from(n).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(idx, n))
+}
+
+fn time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
+    row.get(idx).map(Timestamp::from_millis)
+}
+
+// ---------------------------------------------------------------- lookups shared by both sides
+
+fn application_id(db: &Connection, token: &AppToken) -> StoreResult<i64> {
+    db.prepare_cached("SELECT id FROM applications WHERE token = ?1")
+        .and_then(|mut s| s.query_row([token.as_str()], |r| r.get(0)).optional())
+        .db()?
+        .ok_or(StoreError::ApplicationNotFound)
+}
+
+/// The chat's row id and message count, or which of application and chat is missing.
+fn chat_row(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<(i64, i64)> {
+    let found = db
+        .prepare_cached(
+            "SELECT c.id, c.messages_count FROM applications a \
+             JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![token.as_str(), chat.get()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+        })
+        .db()?;
+    match found {
+        Some(row) => Ok(row),
+        None => application_id(db, token).and(Err(StoreError::ChatNotFound)),
+    }
+}
+
+// ---------------------------------------------------------------- writes (writer thread)
+
+pub(crate) fn insert_application(
+    db: &Connection,
+    ctx: &mut WriteCtx,
+    token: AppToken,
+    name: AppName,
+) -> StoreResult<Application> {
+    let now = ctx.now;
+    db.prepare_cached(
+        "INSERT INTO applications (token, name, chats_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)",
+    )
+    .and_then(|mut s| s.execute(params![token.as_str(), name.as_str(), now.as_millis()]))
+    .db()?;
+    Ok(Application { token, name: name.into_inner(), chats_count: 0, created_at: now, updated_at: now })
+}
+
+pub(crate) fn rename_application(
+    db: &Connection,
+    ctx: &mut WriteCtx,
+    token: &AppToken,
+    name: &AppName,
+) -> StoreResult<Application> {
+    let now = ctx.now;
+    db.prepare_cached(
+        "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 RETURNING chats_count, created_at",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![token.as_str(), name.as_str(), now.as_millis()], |r| {
+            Ok(Application {
+                token: token.clone(),
+                name: name.as_str().to_owned(),
+                chats_count: r.get(0)?,
+                created_at: time(r, 1)?,
+                updated_at: now,
+            })
+        })
+        .optional()
+    })
+    .db()?
+    .ok_or(StoreError::ApplicationNotFound)
+}
+
+pub(crate) fn insert_chat(db: &Connection, ctx: &mut WriteCtx, token: &AppToken) -> StoreResult<ChatNumber> {
+    let (app_id, count): (i64, i64) = db
+        .prepare_cached("SELECT id, chats_count FROM applications WHERE token = ?1")
+        .and_then(|mut s| s.query_row([token.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .db()?
+        .ok_or(StoreError::ApplicationNotFound)?;
+    let number = count + 1;
+    let now = ctx.now.as_millis();
+    db.prepare_cached(
+        "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)",
+    )
+    .and_then(|mut s| s.execute(params![app_id, number, now]))
+    .db()?;
+    db.prepare_cached("UPDATE applications SET chats_count = ?2 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![app_id, number]))
+        .db()?;
+    ChatNumber::try_from(number).map_err(StoreError::internal)
+}
+
+pub(crate) fn insert_message(
+    db: &Connection,
+    ctx: &mut WriteCtx,
+    token: &AppToken,
+    chat: ChatNumber,
+    body: &MessageBody,
+) -> StoreResult<MessageNumber> {
+    let (chat_id, count) = chat_row(db, token, chat)?;
+    let number = count + 1;
+    let now = ctx.now.as_millis();
+    let seq = ctx.next_seq();
+    db.prepare_cached(
+        "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq) \
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+    )
+    .and_then(|mut s| s.execute(params![chat_id, number, body.as_str(), now, seq]))
+    .db()?;
+    db.prepare_cached("UPDATE chats SET messages_count = ?2 WHERE id = ?1")
+        .and_then(|mut s| s.execute(params![chat_id, number]))
+        .db()?;
+    MessageNumber::try_from(number).map_err(StoreError::internal)
+}
+
+pub(crate) fn update_message(
+    db: &Connection,
+    ctx: &mut WriteCtx,
+    token: &AppToken,
+    chat: ChatNumber,
+    number: MessageNumber,
+    body: &MessageBody,
+) -> StoreResult<Message> {
+    let (chat_id, _) = chat_row(db, token, chat)?;
+    let now = ctx.now;
+    let seq = ctx.next_seq();
+    db.prepare_cached(
+        "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
+         WHERE chat_id = ?1 AND number = ?2 RETURNING created_at",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![chat_id, number.get(), body.as_str(), now.as_millis(), seq], |r| {
+            Ok(Message { number, body: body.as_str().to_owned(), created_at: time(r, 0)?, updated_at: now })
+        })
+        .optional()
+    })
+    .db()?
+    .ok_or(StoreError::MessageNotFound)
+}
+
+// ---------------------------------------------------------------- reads (reader pool)
+
+fn application_from_row(r: &Row<'_>) -> rusqlite::Result<Application> {
+    let token: String = r.get(0)?;
+    Ok(Application {
+        token: AppToken::parse(&token).ok_or(rusqlite::Error::InvalidColumnType(
+            0,
+            "token".into(),
+            rusqlite::types::Type::Text,
+        ))?,
+        name: r.get(1)?,
+        chats_count: r.get(2)?,
+        created_at: time(r, 3)?,
+        updated_at: time(r, 4)?,
+    })
+}
+
+fn chat_from_row(r: &Row<'_>) -> rusqlite::Result<Chat> {
+    Ok(Chat {
+        number: number(r, 0)?,
+        messages_count: r.get(1)?,
+        created_at: time(r, 2)?,
+        updated_at: time(r, 3)?,
+    })
+}
+
+fn message_from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    Ok(Message { number: number(r, 0)?, body: r.get(1)?, created_at: time(r, 2)?, updated_at: time(r, 3)? })
+}
+
+/// The exclusive bounds of a page as an inclusive range of keys.
+fn key_range(after: Option<i64>, before: Option<i64>) -> (i64, i64) {
+    (after.map_or(i64::MIN, |a| a.saturating_add(1)), before.map_or(i64::MAX, |b| b.saturating_sub(1)))
+}
+
+/// Runs a page query (`?1` parent id, `?2`..`?3` inclusive key range, `?4` row limit) and
+/// reads one row more than asked, to know whether another page exists.
+fn page<T>(
+    db: &Connection,
+    sql: &str,
+    parent: i64,
+    (low, high): (i64, i64),
+    limit: u32,
+    read: fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Listed<T>> {
+    let limit_rows = limit;
+    let limit = limit as usize;
+    let mut items = db
+        .prepare_cached(sql)
+        .and_then(|mut s| {
+            s.query_map(params![parent, low, high, i64::from(limit_rows) + 1], read)?
+                .collect::<rusqlite::Result<Vec<T>>>()
+        })
+        .db()?;
+    let more = items.len() > limit;
+    items.truncate(limit);
+    Ok(Listed { items, more })
+}
+
+macro_rules! ordered {
+    ($order:expr, $sql:literal) => {
+        match $order {
+            Order::Asc => concat!($sql, " ASC LIMIT ?4"),
+            Order::Desc => concat!($sql, " DESC LIMIT ?4"),
+        }
+    };
+}
+
+pub(crate) fn application(db: &Connection, token: &AppToken) -> StoreResult<Application> {
+    db.prepare_cached(
+        "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1",
+    )
+    .and_then(|mut s| s.query_row([token.as_str()], application_from_row).optional())
+    .db()?
+    .ok_or(StoreError::ApplicationNotFound)
+}
+
+pub(crate) fn applications(db: &Connection, page_req: &Page<AppToken>) -> StoreResult<Listed<Application>> {
+    let cursor = |t: &Option<AppToken>| -> StoreResult<Option<i64>> {
+        match t {
+            None => Ok(None),
+            Some(t) => match application_id(db, t) {
+                Err(StoreError::ApplicationNotFound) => Err(StoreError::BadCursor),
+                other => other.map(Some),
+            },
+        }
+    };
+    let range = key_range(cursor(&page_req.after)?, cursor(&page_req.before)?);
+    let sql = ordered!(
+        page_req.order,
+        "SELECT token, name, chats_count, created_at, updated_at FROM applications \
+         WHERE ?1 = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id"
+    );
+    page(db, sql, 0, range, page_req.limit.get(), application_from_row)
+}
+
+pub(crate) fn chat(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<Chat> {
+    let found = db
+        .prepare_cached(
+            "SELECT c.number, c.messages_count, c.created_at, c.updated_at FROM applications a \
+             JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1",
+        )
+        .and_then(|mut s| s.query_row(params![token.as_str(), chat.get()], chat_from_row).optional())
+        .db()?;
+    match found {
+        Some(c) => Ok(c),
+        None => application_id(db, token).and(Err(StoreError::ChatNotFound)),
+    }
+}
+
+pub(crate) fn chats(
+    db: &Connection,
+    token: &AppToken,
+    page_req: &Page<ChatNumber>,
+) -> StoreResult<Listed<Chat>> {
+    let app_id = application_id(db, token)?;
+    let range = key_range(page_req.after.map(ChatNumber::get), page_req.before.map(ChatNumber::get));
+    let sql = ordered!(
+        page_req.order,
+        "SELECT number, messages_count, created_at, updated_at FROM chats \
+         WHERE application_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
+    );
+    page(db, sql, app_id, range, page_req.limit.get(), chat_from_row)
+}
+
+pub(crate) fn message(
+    db: &Connection,
+    token: &AppToken,
+    chat: ChatNumber,
+    number: MessageNumber,
+) -> StoreResult<Message> {
+    let found = db
+        .prepare_cached(
+            "SELECT m.number, m.body, m.created_at, m.updated_at FROM applications a \
+             JOIN chats c ON c.application_id = a.id AND c.number = ?2 \
+             JOIN messages m ON m.chat_id = c.id AND m.number = ?3 WHERE a.token = ?1",
+        )
+        .and_then(|mut s| {
+            s.query_row(params![token.as_str(), chat.get(), number.get()], message_from_row).optional()
+        })
+        .db()?;
+    match found {
+        Some(m) => Ok(m),
+        None => chat_row(db, token, chat).and(Err(StoreError::MessageNotFound)),
+    }
+}
+
+pub(crate) fn messages(
+    db: &Connection,
+    token: &AppToken,
+    chat: ChatNumber,
+    page_req: &Page<MessageNumber>,
+) -> StoreResult<Listed<Message>> {
+    let (chat_id, _) = chat_row(db, token, chat)?;
+    let range = key_range(page_req.after.map(MessageNumber::get), page_req.before.map(MessageNumber::get));
+    let sql = ordered!(
+        page_req.order,
+        "SELECT number, body, created_at, updated_at FROM messages \
+         WHERE chat_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
+    );
+    page(db, sql, chat_id, range, page_req.limit.get(), message_from_row)
+}

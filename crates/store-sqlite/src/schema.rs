@@ -1,0 +1,71 @@
+//! Versioned migrations, applied at open in one transaction each. The version lives in
+//! SQLite's `user_version`, so an older binary refuses a newer database instead of
+//! misreading it.
+
+use rusqlite::{Connection, Transaction};
+
+/// Each entry moves the schema one version forward. Never edit a released entry: append.
+const MIGRATIONS: &[&str] = &[
+    // 1: applications, chats, messages.
+    //
+    // Numbers come from the parent's count column (`chats_count + 1`, `messages_count + 1`),
+    // read and written by the single writer in the same transaction as the insert; chats and
+    // messages are never deleted, so count and highest number stay equal. The unique
+    // constraints are the backstop. `change_seq` stamps every insert and edit of a message
+    // in commit order, so a search index can follow the table (see `messages_change_seq`).
+    r#"
+    CREATE TABLE applications (
+        id          INTEGER PRIMARY KEY,
+        token       TEXT    NOT NULL,
+        name        TEXT    NOT NULL,
+        chats_count INTEGER NOT NULL DEFAULT 0,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        CONSTRAINT applications_token_key UNIQUE (token)
+    );
+    CREATE TABLE chats (
+        id             INTEGER PRIMARY KEY,
+        application_id INTEGER NOT NULL REFERENCES applications (id),
+        number         INTEGER NOT NULL CHECK (number >= 1),
+        messages_count INTEGER NOT NULL DEFAULT 0,
+        created_at     INTEGER NOT NULL,
+        updated_at     INTEGER NOT NULL,
+        CONSTRAINT chats_application_number_key UNIQUE (application_id, number)
+    );
+    CREATE TABLE messages (
+        id         INTEGER PRIMARY KEY,
+        chat_id    INTEGER NOT NULL REFERENCES chats (id),
+        number     INTEGER NOT NULL CHECK (number >= 1),
+        body       TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        change_seq INTEGER NOT NULL,
+        CONSTRAINT messages_chat_number_key UNIQUE (chat_id, number)
+    );
+    CREATE UNIQUE INDEX messages_change_seq ON messages (change_seq);
+    "#,
+];
+
+/// Brings the database to the newest schema version.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = usize::try_from(current).unwrap_or(usize::MAX);
+    if current > MIGRATIONS.len() {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "database schema version {current} is newer than this chatd ({}); upgrade chatd",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        apply(&tx, sql, i + 1)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+fn apply(tx: &Transaction<'_>, sql: &str, version: usize) -> rusqlite::Result<()> {
+    tx.execute_batch(sql)?;
+    tx.pragma_update(None, "user_version", version as i64)
+}

@@ -1,0 +1,214 @@
+//! The single writer: one thread owns the only read-write connection. Requests hand it jobs
+//! through a bounded channel; it applies every job waiting at that moment inside one
+//! transaction (group commit), commits once, and only then answers each job. Numbers are
+//! assigned here, so they cannot race, and a reply is never sent for an uncommitted row.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use chatd_core::{StoreError, Timestamp, error::StoreResult};
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::map_err;
+
+/// What a job sees while it runs: the batch's clock and the change sequence to stamp rows.
+#[derive(Debug)]
+pub(crate) struct WriteCtx {
+    pub now: Timestamp,
+    last_seq: i64,
+}
+
+impl WriteCtx {
+    /// The next value of the change sequence; strictly increasing in commit order.
+    pub fn next_seq(&mut self) -> i64 {
+        self.last_seq += 1;
+        self.last_seq
+    }
+}
+
+/// A unit of work for the writer, type-erased so that one channel carries every kind.
+pub(crate) trait Job: Send {
+    /// Runs inside the batch transaction. Its effects are undone if it fails.
+    fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx);
+    /// Answers the requester: the job's own result if the batch committed, else `failure`.
+    fn answer(self: Box<Self>, failure: Option<&StoreError>);
+}
+
+/// A job made of a closure and the channel its caller waits on.
+pub(crate) struct Op<T, F> {
+    run: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<T, F> Op<T, F> {
+    pub fn new(run: F, reply: oneshot::Sender<StoreResult<T>>) -> Self {
+        Op { run: Some(run), result: None, reply }
+    }
+}
+
+impl<T, F> Job for Op<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, &mut WriteCtx) -> StoreResult<T> + Send,
+{
+    fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx) {
+        let Some(run) = self.run.take() else { return };
+        self.result = Some(in_savepoint(db, |db| run(db, ctx)));
+    }
+
+    fn answer(self: Box<Self>, failure: Option<&StoreError>) {
+        let result = match (failure, self.result) {
+            (None, Some(result)) => result,
+            (Some(e), _) => Err(clone_failure(e)),
+            (None, None) => Err(StoreError::internal("job was never applied")),
+        };
+        // The requester may have gone away (client disconnected); its write still stands.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Runs `f` so that, if it fails, none of its writes remain in the batch.
+fn in_savepoint<T>(db: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+    db.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])).map_err(map_err)?;
+    let result = f(db);
+    let closed = if result.is_ok() {
+        db.prepare_cached("RELEASE job").and_then(|mut s| s.execute([])).map(drop)
+    } else {
+        // After ROLLBACK TO, the savepoint stays open until released.
+        db.execute_batch("ROLLBACK TO job; RELEASE job")
+    };
+    match closed {
+        Ok(()) => result,
+        // The transaction itself is gone (e.g. SQLite rolled it back on a full disk); the
+        // batch notices through `is_autocommit` and fails every job.
+        Err(e) => result.and(Err(map_err(e))),
+    }
+}
+
+fn clone_failure(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+        other => StoreError::internal(other.to_string()),
+    }
+}
+
+/// Counters of the writer's work, readable while it runs.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    commits: AtomicU64,
+    jobs: AtomicU64,
+    largest_batch: AtomicU64,
+}
+
+/// A snapshot of [`WriterStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterStatsSnapshot {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Jobs carried by those transactions.
+    pub jobs: u64,
+    /// The most jobs one transaction carried.
+    pub largest_batch: u64,
+}
+
+impl WriterStatsSnapshot {
+    /// Average jobs per commit.
+    pub fn average_batch(&self) -> f64 {
+        if self.commits == 0 { 0.0 } else { self.jobs as f64 / self.commits as f64 }
+    }
+}
+
+impl WriterStats {
+    fn record(&self, batch: usize) {
+        let batch = batch as u64;
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.jobs.fetch_add(batch, Ordering::Relaxed);
+        self.largest_batch.fetch_max(batch, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> WriterStatsSnapshot {
+        WriterStatsSnapshot {
+            commits: self.commits.load(Ordering::Relaxed),
+            jobs: self.jobs.load(Ordering::Relaxed),
+            largest_batch: self.largest_batch.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) type JobSender = mpsc::Sender<Box<dyn Job>>;
+
+/// Starts the writer thread on `db`. It runs until every sender is dropped, then applies
+/// what is still queued and exits.
+pub(crate) fn spawn(
+    db: Connection,
+    capacity: usize,
+    max_batch: usize,
+    stats: Arc<WriterStats>,
+) -> std::io::Result<(JobSender, JoinHandle<()>)> {
+    let last_seq: i64 = db
+        .query_row("SELECT coalesce(max(change_seq), 0) FROM messages", [], |r| r.get(0))
+        .map_err(std::io::Error::other)?;
+    let (tx, rx) = mpsc::channel(capacity);
+    let handle = std::thread::Builder::new()
+        .name("chatd-writer".into())
+        .spawn(move || run(db, rx, max_batch, last_seq, &stats))?;
+    Ok((tx, handle))
+}
+
+fn run(
+    db: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    max_batch: usize,
+    mut last_seq: i64,
+    stats: &WriterStats,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let size = batch.len();
+        let mut ctx = WriteCtx { now: Timestamp::now(), last_seq };
+        let failure = commit_batch(&db, &mut batch, &mut ctx).err();
+        match &failure {
+            None => {
+                last_seq = ctx.last_seq;
+                stats.record(size);
+                tracing::trace!(size, "committed batch");
+            }
+            Some(e) => tracing::error!(error = %e, size, "batch failed; nothing of it was written"),
+        }
+        for job in batch.drain(..) {
+            job.answer(failure.as_ref());
+        }
+    }
+    tracing::debug!(stats = ?stats.snapshot(), "writer stopped");
+}
+
+fn commit_batch(db: &Connection, batch: &mut [Box<dyn Job>], ctx: &mut WriteCtx) -> StoreResult<()> {
+    db.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([])).map_err(map_err)?;
+    for job in batch.iter_mut() {
+        job.apply(db, ctx);
+        if db.is_autocommit() {
+            // SQLite ended the transaction by itself (disk full, I/O error).
+            return Err(StoreError::Unavailable(
+                "the database rejected the write; nothing was written".into(),
+            ));
+        }
+    }
+    let committed = db.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
+    if let Err(e) = committed {
+        if !db.is_autocommit() {
+            let _ = db.execute_batch("ROLLBACK");
+        }
+        return Err(map_err(e));
+    }
+    Ok(())
+}
