@@ -1,0 +1,116 @@
+//! `kill -9` of the real `chatd` binary during concurrent creates: every acknowledged
+//! create survives with its number, and nothing is half-written.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::follow_pages;
+
+/// Starts the binary on a data directory and returns it with its API's base URL, read from
+/// its "listening" log line.
+fn start_chatd(data_dir: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
+        .args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--data-dir"])
+        .arg(data_dir)
+        .env("CHATD_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("chatd starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("chatd logs its address before exiting").unwrap();
+        if let Some(rest) = line.split("api=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) = start_chatd(dir.path());
+    let client = Client::new();
+    let r = client.post(format!("{base}/applications")).json(&json!({"name": "crash"})).send().await.unwrap();
+    let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        let r = client.post(format!("{base}/applications/{token}/chats")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+
+    // Writers create messages until the process dies under them.
+    let acked: Arc<Mutex<HashMap<(i64, i64), String>>> = Arc::default();
+    let mut workers = Vec::new();
+    for w in 0..16 {
+        let (client, base, token, acked) = (client.clone(), base.clone(), token.clone(), acked.clone());
+        workers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let chat = 1 + (w + i) % 3;
+                let body = format!("w{w} i{i}");
+                let url = format!("{base}/applications/{token}/chats/{chat}/messages");
+                let Ok(r) = client.post(url).json(&json!({ "body": body })).send().await else { break };
+                if r.status() != StatusCode::CREATED {
+                    break;
+                }
+                let Ok(v) = r.json::<Value>().await else { break };
+                let previous = acked.lock().unwrap().insert((chat, v["number"].as_i64().unwrap()), body);
+                assert!(previous.is_none(), "a number was acknowledged twice");
+            }
+        }));
+    }
+    while acked.lock().unwrap().len() < 400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+
+    let (mut child, base) = start_chatd(dir.path());
+    let mut stored: HashMap<(i64, i64), String> = HashMap::new();
+    for chat in 1..=3 {
+        let path = format!("/applications/{token}/chats/{chat}/messages?limit=1000");
+        let listed = follow_pages(&client, &base, &path).await;
+        let numbers: Vec<i64> = listed.iter().map(|m| m["number"].as_i64().unwrap()).collect();
+        assert_eq!(numbers, (1..=numbers.len() as i64).collect::<Vec<_>>(), "chat {chat} is dense");
+        let url = format!("{base}/applications/{token}/chats/{chat}");
+        let c: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(c["messages_count"].as_i64(), Some(listed.len() as i64), "chat {chat} count");
+        for m in listed {
+            let body = m["body"].as_str().unwrap().to_owned();
+            stored.insert((chat, m["number"].as_i64().unwrap()), body);
+        }
+    }
+    let lost: Vec<_> = acked.iter().filter(|(key, body)| stored.get(*key) != Some(*body)).collect();
+    assert!(lost.is_empty(), "{} of {} acknowledged creates lost: {lost:?}", lost.len(), acked.len());
+    // Rows committed whose 201 the kill cut off must still be whole creates of ours.
+    for ((chat, n), body) in &stored {
+        if !acked.contains_key(&(*chat, *n)) {
+            let (w, i) = body.split_once(' ').expect("a body we sent");
+            assert!(w.starts_with('w') && i.starts_with('i'), "chat {chat} message {n}: {body:?}");
+        }
+    }
+    println!("kill -9: {} acknowledged, {} stored, 0 lost", acked.len(), stored.len());
+    // Numbering continues after the crash.
+    let r = client
+        .post(format!("{base}/applications/{token}/chats/1/messages"))
+        .json(&json!({"body": "after"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,167 @@
+//! `spawn_app()` and typed client helpers.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chatd_server::{Application, Config};
+use chatd_store_sqlite::SqliteStore;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running server on port 0 with its own data directory.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>` of the full API.
+    pub api: String,
+    /// `http://127.0.0.1:<port>` of the creation routes.
+    pub creation: String,
+    pub api_addr: SocketAddr,
+    pub client: Client,
+    pub store: Arc<SqliteStore>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Kept so that the directory lives as long as the app; `stop` hands it back.
+    pub dir: Option<TempDir>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server after letting the test adjust its configuration.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), adjust).await
+}
+
+/// Starts a server on an existing data directory (for restarts).
+pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_tests(dir.path());
+    adjust(&mut config);
+    let app = Application::build(config).await.expect("the server starts");
+    let api_addr = app.api_addr();
+    let creation = app.creation_addr().map(|a| format!("http://{a}")).unwrap_or_default();
+    let store = app.store();
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        api: format!("http://{api_addr}"),
+        creation,
+        api_addr,
+        client: Client::builder().pool_max_idle_per_host(64).build().unwrap(),
+        store,
+        shutdown: Some(tx),
+        server: Some(server),
+        dir: Some(dir),
+    }
+}
+
+impl TestApp {
+    /// Shuts the server down gracefully and hands back its data directory.
+    pub async fn stop(mut self) -> TempDir {
+        let _ = self.shutdown.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().expect("the server stops cleanly");
+        self.dir.take().unwrap()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.api)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> Response {
+        self.client.post(self.url(path)).json(&body).send().await.unwrap()
+    }
+
+    /// Creates an application and returns its token.
+    pub async fn create_app(&self, name: &str) -> String {
+        let r = self.post_json("/applications", json!({ "name": name })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a chat and returns its number.
+    pub async fn create_chat(&self, token: &str) -> i64 {
+        let r = self.client.post(self.url(&format!("/applications/{token}/chats"))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().await.unwrap()["number"].as_i64().unwrap()
+    }
+
+    /// Creates a message and returns its number.
+    pub async fn create_message(&self, token: &str, chat: i64, body: &str) -> i64 {
+        let path = format!("/applications/{token}/chats/{chat}/messages");
+        let r = self.post_json(&path, json!({ "body": body })).await;
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().await.unwrap()["number"].as_i64().unwrap()
+    }
+
+    /// Every message of a chat, following `Link` headers page by page.
+    pub async fn all_messages(&self, token: &str, chat: i64) -> Vec<Value> {
+        follow_pages(
+            &self.client,
+            &self.api,
+            &format!("/applications/{token}/chats/{chat}/messages?limit=1000"),
+        )
+        .await
+    }
+
+    /// Sends raw bytes on a fresh connection and returns the status and the body as JSON.
+    pub async fn raw(&self, request: &[u8]) -> (u16, Value) {
+        raw_request(self.api_addr, request).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// GETs `path` and every page its `Link: rel="next"` headers lead to.
+pub async fn follow_pages(client: &Client, base: &str, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut next = Some(path.to_owned());
+    while let Some(path) = next.take() {
+        let r = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        next = r.headers().get("link").map(|l| {
+            let l = l.to_str().unwrap();
+            assert!(l.ends_with(">; rel=\"next\""), "{l}");
+            l[1..l.find('>').unwrap()].to_owned()
+        });
+        out.extend(r.json::<Vec<Value>>().await.unwrap());
+    }
+    out
+}
+
+/// One HTTP/1.1 exchange over a raw socket, for requests a client library refuses to send.
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf);
+    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Asserts an error answer: its status, its `error` code, and the JSON shape of SPEC §3.
+pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "status");
+    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(ct.as_deref(), Some("application/json"));
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], code, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    body
+}

@@ -1,0 +1,12 @@
+//! chatd's HTTP tests: every test talks to a real server over a real socket, on a real
+//! SQLite file in a temporary directory. `crash` runs the real `chatd` binary and kills it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod applications;
+mod chats;
+mod concurrency;
+mod crash;
+mod errors;
+mod helpers;
+mod messages;
+mod restart;
