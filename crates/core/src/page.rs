@@ -34,12 +34,12 @@ impl Default for Limit {
     }
 }
 
-/// Direction of a list.
+/// Direction of a list. The discriminants are stable: adapters index by them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Order {
     #[default]
-    Asc,
-    Desc,
+    Asc = 0,
+    Desc = 1,
 }
 
 /// A page request over keys of type `K`.

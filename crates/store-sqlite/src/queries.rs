@@ -12,6 +12,50 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::map_err;
 use crate::writer::WriteCtx;
 
+/// A page query in both directions, indexed by `Order as usize`.
+macro_rules! ordered_pair {
+    ($sql:literal) => {
+        [concat!($sql, " ASC LIMIT ?4"), concat!($sql, " DESC LIMIT ?4")]
+    };
+}
+
+// ---------------------------------------------------------------- statements
+
+const LIST_APPLICATIONS: [&str; 2] = ordered_pair!(
+    "SELECT token, name, chats_count, created_at, updated_at FROM applications \
+    WHERE ?1 = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id"
+);
+const LIST_CHATS: [&str; 2] = ordered_pair!(
+    "SELECT number, messages_count, created_at, updated_at FROM chats \
+    WHERE application_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
+);
+const LIST_MESSAGES: [&str; 2] = ordered_pair!(
+    "SELECT number, body, created_at, updated_at FROM messages \
+    WHERE chat_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
+);
+const APPLICATION_ID: &str = "SELECT id FROM applications WHERE token = ?1";
+const CHAT_ROW: &str = "SELECT c.id, c.messages_count FROM applications a \
+    JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1";
+const INSERT_APPLICATION: &str =
+    "INSERT INTO applications (token, name, chats_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
+const RENAME_APPLICATION: &str =
+    "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 RETURNING chats_count, created_at";
+const APPLICATION_FOR_CHAT: &str = "SELECT id, chats_count FROM applications WHERE token = ?1";
+const INSERT_CHAT: &str = "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
+const BUMP_CHATS_COUNT: &str = "UPDATE applications SET chats_count = ?2 WHERE id = ?1";
+const INSERT_MESSAGE: &str = "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq) \
+    VALUES (?1, ?2, ?3, ?4, ?4, ?5)";
+const BUMP_MESSAGES_COUNT: &str = "UPDATE chats SET messages_count = ?2 WHERE id = ?1";
+const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
+    WHERE chat_id = ?1 AND number = ?2 RETURNING created_at";
+const GET_APPLICATION: &str =
+    "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1";
+const GET_CHAT: &str = "SELECT c.number, c.messages_count, c.created_at, c.updated_at FROM applications a \
+    JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1";
+const GET_MESSAGE: &str = "SELECT m.number, m.body, m.created_at, m.updated_at FROM applications a \
+    JOIN chats c ON c.application_id = a.id AND c.number = ?2 \
+    JOIN messages m ON m.chat_id = c.id AND m.number = ?3 WHERE a.token = ?1";
+
 /// `?` for rusqlite results inside functions that return [`StoreResult`].
 trait Db<T> {
     fn db(self) -> StoreResult<T>;
@@ -36,7 +80,7 @@ fn time(row: &Row<'_>, idx: usize) -> rusqlite::Result<Timestamp> {
 // ---------------------------------------------------------------- lookups shared by both sides
 
 fn application_id(db: &Connection, token: &AppToken) -> StoreResult<i64> {
-    db.prepare_cached("SELECT id FROM applications WHERE token = ?1")
+    db.prepare_cached(APPLICATION_ID)
         .and_then(|mut s| s.query_row([token.as_str()], |r| r.get(0)).optional())
         .db()?
         .ok_or(StoreError::ApplicationNotFound)
@@ -45,10 +89,7 @@ fn application_id(db: &Connection, token: &AppToken) -> StoreResult<i64> {
 /// The chat's row id and message count, or which of application and chat is missing.
 fn chat_row(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<(i64, i64)> {
     let found = db
-        .prepare_cached(
-            "SELECT c.id, c.messages_count FROM applications a \
-             JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1",
-        )
+        .prepare_cached(CHAT_ROW)
         .and_then(|mut s| {
             s.query_row(params![token.as_str(), chat.get()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
         })
@@ -68,11 +109,9 @@ pub(crate) fn insert_application(
     name: AppName,
 ) -> StoreResult<Application> {
     let now = ctx.now;
-    db.prepare_cached(
-        "INSERT INTO applications (token, name, chats_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)",
-    )
-    .and_then(|mut s| s.execute(params![token.as_str(), name.as_str(), now.as_millis()]))
-    .db()?;
+    db.prepare_cached(INSERT_APPLICATION)
+        .and_then(|mut s| s.execute(params![token.as_str(), name.as_str(), now.as_millis()]))
+        .db()?;
     Ok(Application { token, name: name.into_inner(), chats_count: 0, created_at: now, updated_at: now })
 }
 
@@ -83,41 +122,33 @@ pub(crate) fn rename_application(
     name: &AppName,
 ) -> StoreResult<Application> {
     let now = ctx.now;
-    db.prepare_cached(
-        "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 RETURNING chats_count, created_at",
-    )
-    .and_then(|mut s| {
-        s.query_row(params![token.as_str(), name.as_str(), now.as_millis()], |r| {
-            Ok(Application {
-                token: token.clone(),
-                name: name.as_str().to_owned(),
-                chats_count: r.get(0)?,
-                created_at: time(r, 1)?,
-                updated_at: now,
+    db.prepare_cached(RENAME_APPLICATION)
+        .and_then(|mut s| {
+            s.query_row(params![token.as_str(), name.as_str(), now.as_millis()], |r| {
+                Ok(Application {
+                    token: token.clone(),
+                    name: name.as_str().to_owned(),
+                    chats_count: r.get(0)?,
+                    created_at: time(r, 1)?,
+                    updated_at: now,
+                })
             })
+            .optional()
         })
-        .optional()
-    })
-    .db()?
-    .ok_or(StoreError::ApplicationNotFound)
+        .db()?
+        .ok_or(StoreError::ApplicationNotFound)
 }
 
 pub(crate) fn insert_chat(db: &Connection, ctx: &mut WriteCtx, token: &AppToken) -> StoreResult<ChatNumber> {
     let (app_id, count): (i64, i64) = db
-        .prepare_cached("SELECT id, chats_count FROM applications WHERE token = ?1")
+        .prepare_cached(APPLICATION_FOR_CHAT)
         .and_then(|mut s| s.query_row([token.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .db()?
         .ok_or(StoreError::ApplicationNotFound)?;
     let number = count + 1;
     let now = ctx.now.as_millis();
-    db.prepare_cached(
-        "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)",
-    )
-    .and_then(|mut s| s.execute(params![app_id, number, now]))
-    .db()?;
-    db.prepare_cached("UPDATE applications SET chats_count = ?2 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![app_id, number]))
-        .db()?;
+    db.prepare_cached(INSERT_CHAT).and_then(|mut s| s.execute(params![app_id, number, now])).db()?;
+    db.prepare_cached(BUMP_CHATS_COUNT).and_then(|mut s| s.execute(params![app_id, number])).db()?;
     ChatNumber::try_from(number).map_err(StoreError::internal)
 }
 
@@ -132,15 +163,10 @@ pub(crate) fn insert_message(
     let number = count + 1;
     let now = ctx.now.as_millis();
     let seq = ctx.next_seq();
-    db.prepare_cached(
-        "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq) \
-         VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-    )
-    .and_then(|mut s| s.execute(params![chat_id, number, body.as_str(), now, seq]))
-    .db()?;
-    db.prepare_cached("UPDATE chats SET messages_count = ?2 WHERE id = ?1")
-        .and_then(|mut s| s.execute(params![chat_id, number]))
+    db.prepare_cached(INSERT_MESSAGE)
+        .and_then(|mut s| s.execute(params![chat_id, number, body.as_str(), now, seq]))
         .db()?;
+    db.prepare_cached(BUMP_MESSAGES_COUNT).and_then(|mut s| s.execute(params![chat_id, number])).db()?;
     MessageNumber::try_from(number).map_err(StoreError::internal)
 }
 
@@ -155,18 +181,20 @@ pub(crate) fn update_message(
     let (chat_id, _) = chat_row(db, token, chat)?;
     let now = ctx.now;
     let seq = ctx.next_seq();
-    db.prepare_cached(
-        "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
-         WHERE chat_id = ?1 AND number = ?2 RETURNING created_at",
-    )
-    .and_then(|mut s| {
-        s.query_row(params![chat_id, number.get(), body.as_str(), now.as_millis(), seq], |r| {
-            Ok(Message { number, body: body.as_str().to_owned(), created_at: time(r, 0)?, updated_at: now })
+    db.prepare_cached(UPDATE_MESSAGE)
+        .and_then(|mut s| {
+            s.query_row(params![chat_id, number.get(), body.as_str(), now.as_millis(), seq], |r| {
+                Ok(Message {
+                    number,
+                    body: body.as_str().to_owned(),
+                    created_at: time(r, 0)?,
+                    updated_at: now,
+                })
+            })
+            .optional()
         })
-        .optional()
-    })
-    .db()?
-    .ok_or(StoreError::MessageNotFound)
+        .db()?
+        .ok_or(StoreError::MessageNotFound)
 }
 
 // ---------------------------------------------------------------- reads (reader pool)
@@ -228,22 +256,11 @@ fn page<T>(
     Ok(Listed { items, more })
 }
 
-macro_rules! ordered {
-    ($order:expr, $sql:literal) => {
-        match $order {
-            Order::Asc => concat!($sql, " ASC LIMIT ?4"),
-            Order::Desc => concat!($sql, " DESC LIMIT ?4"),
-        }
-    };
-}
-
 pub(crate) fn application(db: &Connection, token: &AppToken) -> StoreResult<Application> {
-    db.prepare_cached(
-        "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1",
-    )
-    .and_then(|mut s| s.query_row([token.as_str()], application_from_row).optional())
-    .db()?
-    .ok_or(StoreError::ApplicationNotFound)
+    db.prepare_cached(GET_APPLICATION)
+        .and_then(|mut s| s.query_row([token.as_str()], application_from_row).optional())
+        .db()?
+        .ok_or(StoreError::ApplicationNotFound)
 }
 
 pub(crate) fn applications(db: &Connection, page_req: &Page<AppToken>) -> StoreResult<Listed<Application>> {
@@ -257,20 +274,13 @@ pub(crate) fn applications(db: &Connection, page_req: &Page<AppToken>) -> StoreR
         }
     };
     let range = key_range(cursor(&page_req.after)?, cursor(&page_req.before)?);
-    let sql = ordered!(
-        page_req.order,
-        "SELECT token, name, chats_count, created_at, updated_at FROM applications \
-         WHERE ?1 = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id"
-    );
+    let sql = LIST_APPLICATIONS[page_req.order as usize];
     page(db, sql, 0, range, page_req.limit.get(), application_from_row)
 }
 
 pub(crate) fn chat(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<Chat> {
     let found = db
-        .prepare_cached(
-            "SELECT c.number, c.messages_count, c.created_at, c.updated_at FROM applications a \
-             JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1",
-        )
+        .prepare_cached(GET_CHAT)
         .and_then(|mut s| s.query_row(params![token.as_str(), chat.get()], chat_from_row).optional())
         .db()?;
     match found {
@@ -286,11 +296,7 @@ pub(crate) fn chats(
 ) -> StoreResult<Listed<Chat>> {
     let app_id = application_id(db, token)?;
     let range = key_range(page_req.after.map(ChatNumber::get), page_req.before.map(ChatNumber::get));
-    let sql = ordered!(
-        page_req.order,
-        "SELECT number, messages_count, created_at, updated_at FROM chats \
-         WHERE application_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
-    );
+    let sql = LIST_CHATS[page_req.order as usize];
     page(db, sql, app_id, range, page_req.limit.get(), chat_from_row)
 }
 
@@ -301,11 +307,7 @@ pub(crate) fn message(
     number: MessageNumber,
 ) -> StoreResult<Message> {
     let found = db
-        .prepare_cached(
-            "SELECT m.number, m.body, m.created_at, m.updated_at FROM applications a \
-             JOIN chats c ON c.application_id = a.id AND c.number = ?2 \
-             JOIN messages m ON m.chat_id = c.id AND m.number = ?3 WHERE a.token = ?1",
-        )
+        .prepare_cached(GET_MESSAGE)
         .and_then(|mut s| {
             s.query_row(params![token.as_str(), chat.get(), number.get()], message_from_row).optional()
         })
@@ -324,10 +326,47 @@ pub(crate) fn messages(
 ) -> StoreResult<Listed<Message>> {
     let (chat_id, _) = chat_row(db, token, chat)?;
     let range = key_range(page_req.after.map(MessageNumber::get), page_req.before.map(MessageNumber::get));
-    let sql = ordered!(
-        page_req.order,
-        "SELECT number, body, created_at, updated_at FROM messages \
-         WHERE chat_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
-    );
+    let sql = LIST_MESSAGES[page_req.order as usize];
     page(db, sql, chat_id, range, page_req.limit.get(), message_from_row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every statement on a request path is answered through an index: no table scan and
+    /// no sort of a whole result (SQLite's query plan says "SCAN" or "USE TEMP B-TREE").
+    #[test]
+    fn every_statement_uses_an_index_and_no_sort() {
+        let mut db = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut db).unwrap();
+        let mut statements = vec![
+            APPLICATION_ID,
+            CHAT_ROW,
+            INSERT_APPLICATION,
+            RENAME_APPLICATION,
+            APPLICATION_FOR_CHAT,
+            INSERT_CHAT,
+            BUMP_CHATS_COUNT,
+            INSERT_MESSAGE,
+            BUMP_MESSAGES_COUNT,
+            UPDATE_MESSAGE,
+            GET_APPLICATION,
+            GET_CHAT,
+            GET_MESSAGE,
+        ];
+        statements.extend(LIST_APPLICATIONS.iter().chain(&LIST_CHATS).chain(&LIST_MESSAGES));
+        for sql in statements {
+            let mut explain = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            // Parameters stay unbound (NULL): the plan does not depend on their values.
+            let mut rows = explain.raw_query();
+            let mut plan: Vec<String> = Vec::new();
+            while let Some(row) = rows.next().unwrap() {
+                plan.push(row.get(3).unwrap());
+            }
+            for step in &plan {
+                assert!(!step.starts_with("SCAN") && !step.contains("TEMP B-TREE"), "{sql}\n{plan:#?}");
+            }
+        }
+    }
 }

@@ -2,38 +2,21 @@
 //! create survives with its number, and nothing is half-written.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::follow_pages;
+use crate::helpers::{chatd_command, follow_pages, start_process};
 
-/// Starts the binary on a data directory and returns it with its API's base URL, read from
-/// its "listening" log line.
+/// Starts the binary on a data directory, API only.
 fn start_chatd(data_dir: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_chatd"))
-        .args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--data-dir"])
-        .arg(data_dir)
-        .env("CHATD_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("chatd starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("chatd logs its address before exiting").unwrap();
-        if let Some(rest) = line.split("api=").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, format!("http://{addr}"))
+    let mut command = chatd_command();
+    command.args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--data-dir"]).arg(data_dir);
+    start_process(command)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,3 +165,27 @@ pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     body
 }
+
+/// The real `chatd` binary, logging at info to a pipe.
+pub fn chatd_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chatd"));
+    command.env("CHATD_LOG", "info").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+    command
+}
+
+/// Spawns `command` and returns the child with its API's base URL, read from its
+/// "listening" log line (so it may bind port 0).
+pub fn start_process(mut command: std::process::Command) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = command.spawn().expect("chatd starts");
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("chatd logs its address before exiting").unwrap();
+        if let Some(rest) = line.split("api=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, format!("http://{addr}"))
+}

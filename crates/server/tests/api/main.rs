@@ -9,4 +9,5 @@ mod crash;
 mod errors;
 mod helpers;
 mod messages;
+mod process;
 mod restart;
