@@ -4,8 +4,8 @@
 
 use chatd_core::error::StoreResult;
 use chatd_core::{
-    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber, Order,
-    Page, StoreError, Timestamp,
+    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber, Page,
+    StoreError, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
