@@ -10,6 +10,9 @@
 //! - [`page`]: keyset pagination requests and results.
 //! - [`error`]: [`StoreError`], the typed outcomes a backend reports.
 //! - [`ports`]: the traits the server calls.
+//! - [`search`]: partial-text matching (SPEC §5) and the ports a search index and its
+//!   store implement.
+//! - [`progress`]: a counter threads wait on (commit → index).
 //!
 //! # Why the ports are split the way they are
 //!
@@ -29,10 +32,12 @@ pub mod domain;
 pub mod error;
 pub mod page;
 pub mod ports;
+pub mod progress;
 pub mod records;
+pub mod search;
 
 pub use domain::{AppName, AppToken, ChatNumber, InvalidInput, MessageBody, MessageNumber};
 pub use error::StoreError;
 pub use page::{Limit, Listed, Order, Page};
-pub use ports::{Catalog, Ingest};
+pub use ports::{Catalog, Ingest, Search};
 pub use records::{Application, Chat, Message, Timestamp};

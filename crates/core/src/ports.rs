@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::StoreResult;
+use crate::search::SearchRequest;
 use crate::{
     AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber, Page,
 };
@@ -54,4 +55,15 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> StoreResult<Listed<Message>>;
     /// Whether reads can be served now (for `/ready`).
     async fn ready(&self) -> StoreResult<()>;
+}
+
+/// Answers partial-text searches within one chat (SPEC §5).
+#[async_trait]
+pub trait Search: Send + Sync + 'static {
+    async fn search(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        request: SearchRequest,
+    ) -> StoreResult<Vec<Message>>;
 }

@@ -24,15 +24,23 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (the default).
     Serve(Config),
+    /// Rebuild the search index from the database. Stop the server first: the index
+    /// allows one writer, so this refuses to run while chatd serves the same directory.
+    Reindex(ReindexArgs),
+}
+
+/// Arguments of `chatd reindex`.
+#[derive(Debug, Clone, Args)]
+pub struct ReindexArgs {
+    /// Directory holding the database and the index.
+    #[arg(long, env = "CHATD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
 }
 
 impl Cli {
-    /// The server configuration, whichever way it was given.
-    pub fn into_config(self) -> Config {
-        match self.command {
-            Some(Command::Serve(config)) => config,
-            None => self.serve,
-        }
+    /// The command to run; no subcommand means `serve`.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
     }
 }
 
@@ -126,7 +134,9 @@ pub struct Config {
 impl Config {
     /// The defaults, with the data directory and both listeners given (for tests).
     pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
-        let mut config = Cli::parse_from(["chatd"]).into_config();
+        let Command::Serve(mut config) = Cli::parse_from(["chatd"]).into_command() else {
+            unreachable!("no subcommand means serve")
+        };
         config.data_dir = data_dir.into();
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.creation_listen = Listen::On(SocketAddr::from(([127, 0, 0, 1], 0)));

@@ -4,7 +4,9 @@
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod reindex;
 pub mod routes;
+pub mod search;
 pub mod startup;
 pub mod telemetry;
 pub mod views;

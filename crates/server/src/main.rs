@@ -1,13 +1,21 @@
-//! The `chatd` binary: parse configuration, start logging, serve until SIGTERM or Ctrl-C.
+//! The `chatd` binary: parse configuration, start logging, serve until SIGTERM or Ctrl-C
+//! (or rebuild the search index with `chatd reindex`).
 
-use chatd_server::{Application, Cli, telemetry};
+use chatd_server::config::Command;
+use chatd_server::{Application, Cli, reindex, telemetry};
 use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // A missing .env is normal; variables already set win over it.
     let _ = dotenvy::dotenv();
-    let config = Cli::parse().into_config();
+    let config = match Cli::parse().into_command() {
+        Command::Serve(config) => config,
+        Command::Reindex(args) => {
+            telemetry::init("info");
+            return tokio::task::spawn_blocking(move || reindex::run(&args)).await?;
+        }
+    };
     telemetry::init(&config.log);
     let app = Application::build(config).await?;
     let creation = app.creation_addr().map_or_else(|| "off".to_owned(), |a| a.to_string());

@@ -8,7 +8,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
-use chatd_core::{AppName, Catalog, ChatNumber, Ingest, Listed, MessageBody, MessageNumber, Order};
+use chatd_core::search::{self as core_search, Keyword, SearchRequest};
+use chatd_core::{AppName, Catalog, ChatNumber, Ingest, Listed, MessageBody, MessageNumber, Order, Search};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -21,6 +22,7 @@ use crate::views::{ApplicationView, ChatCreated, ChatView, MessageCreated, Messa
 pub struct AppState {
     pub ingest: Arc<dyn Ingest>,
     pub catalog: Arc<dyn Catalog>,
+    pub search: Arc<dyn Search>,
     /// When set, listing all applications needs `Authorization: Bearer <key>`.
     pub admin_key: Option<Arc<str>>,
     /// Largest message body in bytes.
@@ -46,6 +48,7 @@ pub fn api_router(state: AppState) -> Router {
         .route("/applications/{token}/chats", get(list_chats).post(create_chat))
         .route("/applications/{token}/chats/{chat}", get(get_chat))
         .route("/applications/{token}/chats/{chat}/messages", get(list_messages).post(create_message))
+        .route("/applications/{token}/chats/{chat}/messages/search", get(search_messages))
         .route(
             "/applications/{token}/chats/{chat}/messages/{message}",
             get(get_message).put(update_message).patch(update_message),
@@ -278,4 +281,41 @@ async fn update_message(
     let body = message_body(&mut params, s.max_message_bytes)?;
     let message = s.ingest.edit_message(token, chat, number, body).await?;
     Ok(Json(MessageView::from(&message)).into_response())
+}
+
+// ------------------------------------------------------------------------- search
+
+/// `keyword` (or `q`), `limit` (1–1000, default 50) and `offset` of a search (SPEC §5).
+fn search_request(parts: &axum::http::request::Parts) -> ApiResult<SearchRequest> {
+    let mut q = extract::query_pairs(parts)?;
+    let raw = q.remove("keyword").or_else(|| q.remove("q")).unwrap_or_default();
+    let keyword = Keyword::parse(&raw).map_err(|e| ApiError::InvalidParameter {
+        field: "keyword",
+        message: format!("keyword {e} (and must have something left to match after normalisation)"),
+    })?;
+    let mut number =
+        |field: &'static str, default: usize, range: std::ops::RangeInclusive<usize>| match q.remove(field) {
+            None => Ok(default),
+            Some(raw) => raw.parse::<usize>().ok().filter(|n| range.contains(n)).ok_or_else(|| {
+                ApiError::InvalidParameter {
+                    field,
+                    message: format!("{field} must be an integer from {} to {}", range.start(), range.end()),
+                }
+            }),
+        };
+    let limit = number("limit", core_search::DEFAULT_LIMIT, 1..=core_search::MAX_LIMIT)?;
+    let offset = number("offset", 0, 0..=core_search::MAX_DEPTH - limit)?;
+    Ok(SearchRequest { keyword, limit, offset })
+}
+
+async fn search_messages(
+    State(s): State<AppState>,
+    ApiPath(p): ApiPath<ChatPath>,
+    request: axum::extract::Request,
+) -> ApiResult<Response> {
+    let token = extract::token(&p.token)?;
+    let chat = chat_number(&p.chat)?;
+    let (parts, _) = request.into_parts();
+    let found = s.search.search(token, chat, search_request(&parts)?).await?;
+    Ok(Json(found.iter().map(MessageView::from).collect::<Vec<_>>()).into_response())
 }

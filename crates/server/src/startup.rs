@@ -17,13 +17,26 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 use tower_http::trace::TraceLayer;
 
+use chatd_core::progress::Progress;
+use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
+use chatd_store_sqlite::SqliteSource;
+
 use crate::config::{Config, Listen};
+use crate::search::BlockingSearch;
+
+/// Directory of the search index inside the data directory.
+pub const SEARCH_DIR: &str = "search";
+/// Searches running at once; more wait for a turn.
+const SEARCH_CONCURRENCY: usize = 4;
 use crate::routes::{self, AppState};
 
 /// A built server: storage open, listeners bound, not yet serving.
 #[derive(Debug)]
 pub struct Application {
     store: Arc<SqliteStore>,
+    indexer: Indexer,
+    /// The change sequence the search index covers.
+    indexed: Arc<Progress>,
     api: (TcpListener, Router),
     creation: Option<(TcpListener, Router)>,
     shutdown_timeout: Duration,
@@ -39,12 +52,23 @@ impl Application {
             ..Options::new(&config.data_dir)
         };
         let store = Arc::new(SqliteStore::open(&options)?);
+        let index = Arc::new(SearchIndex::open(&config.data_dir.join(SEARCH_DIR))?);
+        let source = Arc::new(SqliteSource::open(&config.data_dir)?);
+        let indexed = Arc::new(Progress::default());
+        let indexer = Indexer::spawn(
+            index.clone(),
+            source.clone(),
+            store.committed(),
+            indexed.clone(),
+            IndexerOptions::default(),
+        )?;
         if config.admin_key.is_none() {
             tracing::warn!("no admin key is set: anyone who reaches the API can list every application");
         }
         let state = AppState {
             ingest: store.clone(),
             catalog: store.clone(),
+            search: Arc::new(BlockingSearch::new(source, index, SEARCH_CONCURRENCY)),
             admin_key: config.admin_key.as_deref().map(Arc::from),
             max_message_bytes: config.max_message_bytes,
         };
@@ -66,6 +90,8 @@ impl Application {
         };
         Ok(Application {
             store,
+            indexer,
+            indexed,
             api,
             creation,
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
@@ -80,6 +106,11 @@ impl Application {
     /// Where the creation routes listen, if they do.
     pub fn creation_addr(&self) -> Option<SocketAddr> {
         self.creation.as_ref().map(|(l, _)| l.local_addr().expect("a bound listener has an address"))
+    }
+
+    /// How far the search index has caught up with the store's change sequence.
+    pub fn indexed(&self) -> Arc<Progress> {
+        self.indexed.clone()
     }
 
     /// The store, for statistics.
@@ -126,6 +157,9 @@ impl Application {
             () = deadline => tracing::warn!("open requests did not finish in time; closing anyway"),
         }
         self.store.close().await;
+        // The writer has committed everything; index it before exiting.
+        let indexer = self.indexer;
+        let _ = tokio::task::spawn_blocking(move || indexer.close()).await;
         let stats = self.store.writer_stats();
         tracing::info!(
             commits = stats.commits,

@@ -19,6 +19,8 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chatd_core::error::StoreResult;
+use chatd_core::progress::Progress;
+use chatd_core::search::{Change, ChangeFeed, ChatKey, MessageSource};
 use chatd_core::{
     AppName, AppToken, Application, Catalog, Chat, ChatNumber, Ingest, Listed, Message, MessageBody,
     MessageNumber, Page, StoreError,
@@ -26,7 +28,7 @@ use chatd_core::{
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
 
-use readers::Readers;
+use readers::{Idle, Readers};
 use writer::{JobSender, Op, WriteCtx};
 pub use writer::{WriterStats, WriterStatsSnapshot};
 
@@ -79,6 +81,8 @@ pub struct SqliteStore {
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Readers,
     stats: Arc<WriterStats>,
+    /// The last change sequence committed; the search indexer waits on it.
+    committed: Arc<Progress>,
 }
 
 impl SqliteStore {
@@ -91,15 +95,27 @@ impl SqliteStore {
         let mut db = open_writer(&path, options.durability).map_err(map_err)?;
         schema::migrate(&mut db).map_err(map_err)?;
         let stats = Arc::new(WriterStats::default());
-        let (sender, handle) =
-            writer::spawn(db, options.queue_capacity.max(1), options.max_batch.max(1), stats.clone())
-                .map_err(StoreError::internal)?;
+        let committed = Arc::new(Progress::default());
+        let (sender, handle) = writer::spawn(
+            db,
+            options.queue_capacity.max(1),
+            options.max_batch.max(1),
+            stats.clone(),
+            committed.clone(),
+        )
+        .map_err(StoreError::internal)?;
         Ok(SqliteStore {
             sender: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
             readers: Readers::new(path, options.readers.max(1)),
             stats,
+            committed,
         })
+    }
+
+    /// The last change sequence committed, published after every commit.
+    pub fn committed(&self) -> Arc<Progress> {
+        self.committed.clone()
     }
 
     /// What the writer has done so far.
@@ -136,6 +152,46 @@ impl SqliteStore {
             })?;
         }
         answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+    }
+}
+
+/// Blocking reads for search (verification) and for feeding the index, on read-only
+/// connections of its own. Callers run it off the async runtime's worker threads.
+#[derive(Debug)]
+pub struct SqliteSource {
+    idle: Idle,
+}
+
+impl SqliteSource {
+    /// Reads the database in `data_dir`, which must exist.
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        let idle = Idle::new(data_dir.join(DB_FILE));
+        idle.give_back(idle.take()?);
+        Ok(SqliteSource { idle })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.idle.with(f)
+    }
+}
+
+impl MessageSource for SqliteSource {
+    fn chat_key(&self, token: &AppToken, chat: ChatNumber) -> StoreResult<ChatKey> {
+        self.with(|db| queries::chat_key(db, token, chat))
+    }
+
+    fn messages(&self, chat: ChatKey, numbers: &[MessageNumber]) -> StoreResult<Vec<Message>> {
+        self.with(|db| queries::messages_by_numbers(db, chat, numbers))
+    }
+}
+
+impl ChangeFeed for SqliteSource {
+    fn changes_after(&self, after: i64, limit: usize) -> StoreResult<Vec<Change>> {
+        self.with(|db| queries::changes_after(db, after, limit))
+    }
+
+    fn last_seq(&self) -> StoreResult<i64> {
+        self.with(queries::last_seq)
     }
 }
 

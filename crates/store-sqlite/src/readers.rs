@@ -1,5 +1,5 @@
-//! A small pool of read-only connections. Each query runs on tokio's blocking pool with a
-//! connection taken from here; a semaphore caps concurrent queries at the pool's size.
+//! Read-only connections: an [`Idle`] list opened on demand and kept, and [`Readers`], the
+//! async front that runs each query on tokio's blocking pool, at most `size` at once.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
@@ -10,17 +10,49 @@ use tokio::sync::Semaphore;
 
 use crate::{map_err, open_reader};
 
+/// Read-only connections to one database file, reused between calls.
+#[derive(Debug)]
+pub(crate) struct Idle {
+    path: PathBuf,
+    connections: Mutex<Vec<Connection>>,
+}
+
+impl Idle {
+    pub fn new(path: PathBuf) -> Self {
+        Idle { path, connections: Mutex::new(Vec::new()) }
+    }
+
+    /// An idle connection, or a new one.
+    pub fn take(&self) -> StoreResult<Connection> {
+        let idle = self.connections.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        match idle {
+            Some(db) => Ok(db),
+            None => open_reader(&self.path).map_err(map_err),
+        }
+    }
+
+    pub fn give_back(&self, db: Connection) {
+        self.connections.lock().unwrap_or_else(PoisonError::into_inner).push(db);
+    }
+
+    /// Runs `f` on a connection, blocking the calling thread.
+    pub fn with<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        let db = self.take()?;
+        let result = f(&db);
+        self.give_back(db);
+        result
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Readers {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+    idle: std::sync::Arc<Idle>,
     permits: Semaphore,
 }
 
 impl Readers {
-    /// Connections are opened lazily, on first use, and kept.
     pub fn new(path: PathBuf, size: usize) -> Self {
-        Readers { path, idle: Mutex::new(Vec::with_capacity(size)), permits: Semaphore::new(size) }
+        Readers { idle: std::sync::Arc::new(Idle::new(path)), permits: Semaphore::new(size) }
     }
 
     /// Runs `f` with a read-only connection, off the async worker threads.
@@ -30,19 +62,8 @@ impl Readers {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let _permit = self.permits.acquire().await.map_err(|_| StoreError::Unavailable("closed".into()))?;
-        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let db = match idle {
-            Some(db) => db,
-            None => open_reader(&self.path).map_err(map_err)?,
-        };
-        let (db, result) = tokio::task::spawn_blocking(move || {
-            let result = f(&db);
-            (db, result)
-        })
-        .await
+        let idle = self.idle.clone();
         // A panic inside the query loses that connection; the next call opens another.
-        .map_err(StoreError::internal)?;
-        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(db);
-        result
+        tokio::task::spawn_blocking(move || idle.with(f)).await.map_err(StoreError::internal)?
     }
 }

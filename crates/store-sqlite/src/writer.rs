@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
+use chatd_core::progress::Progress;
 use chatd_core::{StoreError, Timestamp, error::StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -147,14 +148,16 @@ pub(crate) fn spawn(
     capacity: usize,
     max_batch: usize,
     stats: Arc<WriterStats>,
+    committed: Arc<Progress>,
 ) -> std::io::Result<(JobSender, JoinHandle<()>)> {
     let last_seq: i64 = db
         .query_row("SELECT coalesce(max(change_seq), 0) FROM messages", [], |r| r.get(0))
         .map_err(std::io::Error::other)?;
+    committed.publish(last_seq);
     let (tx, rx) = mpsc::channel(capacity);
     let handle = std::thread::Builder::new()
         .name("chatd-writer".into())
-        .spawn(move || run(db, rx, max_batch, last_seq, &stats))?;
+        .spawn(move || run(db, rx, max_batch, last_seq, &stats, &committed))?;
     Ok((tx, handle))
 }
 
@@ -164,6 +167,7 @@ fn run(
     max_batch: usize,
     mut last_seq: i64,
     stats: &WriterStats,
+    committed: &Progress,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -181,6 +185,7 @@ fn run(
             None => {
                 last_seq = ctx.last_seq;
                 stats.record(size);
+                committed.publish(last_seq);
                 tracing::trace!(size, "committed batch");
             }
             Some(e) => tracing::error!(error = %e, size, "batch failed; nothing of it was written"),

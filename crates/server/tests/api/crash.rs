@@ -86,6 +86,24 @@ async fn kill_9_loses_no_acknowledged_create() {
         }
     }
     println!("kill -9: {} acknowledged, {} stored, 0 lost", acked.len(), stored.len());
+    // Every acknowledged message is found by search, without a reindex: the index catches
+    // up from the sequence its last commit recorded.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    for ((chat, n), body) in &acked {
+        let url = format!("{base}/applications/{token}/chats/{chat}/messages/search");
+        loop {
+            let r = client.get(&url).query(&[("keyword", format!("\"{body}\"")), ("limit", "1000".into())]);
+            let found: Vec<Value> = r.send().await.unwrap().json().await.unwrap();
+            if found.iter().any(|m| m["number"].as_i64() == Some(*n)) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chat {chat} message {n} ({body}) is not searchable"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     // Numbering continues after the crash.
     let r = client
         .post(format!("{base}/applications/{token}/chats/1/messages"))

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use chatd_core::progress::Progress;
 use chatd_server::{Application, Config};
 use chatd_store_sqlite::SqliteStore;
 use reqwest::{Client, Response, StatusCode};
@@ -21,6 +22,8 @@ pub struct TestApp {
     pub api_addr: SocketAddr,
     pub client: Client,
     pub store: Arc<SqliteStore>,
+    /// How far the search index has caught up.
+    pub indexed: Arc<Progress>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Kept so that the directory lives as long as the app; `stop` hands it back.
@@ -44,6 +47,7 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
     let api_addr = app.api_addr();
     let creation = app.creation_addr().map(|a| format!("http://{a}")).unwrap_or_default();
     let store = app.store();
+    let indexed = app.indexed();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -54,6 +58,7 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
         api_addr,
         client: Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         store,
+        indexed,
         shutdown: Some(tx),
         server: Some(server),
         dir: Some(dir),
@@ -110,6 +115,31 @@ impl TestApp {
             &format!("/applications/{token}/chats/{chat}/messages?limit=1000"),
         )
         .await
+    }
+
+    /// Waits until the search index covers every commit made so far (polling a condition,
+    /// with a deadline, never a blind sleep).
+    pub async fn wait_indexed(&self) {
+        let target = self.store.committed().get();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while self.indexed.get() < target {
+            assert!(std::time::Instant::now() < deadline, "the index did not catch up within 10 s");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Searches a chat; returns the status and the JSON answer.
+    pub async fn search(&self, token: &str, chat: i64, keyword: &str) -> (u16, Value) {
+        let url = self.url(&format!("/applications/{token}/chats/{chat}/messages/search"));
+        let r = self.client.get(url).query(&[("keyword", keyword)]).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The bodies a search returns, in order; panics unless it answers 200.
+    pub async fn search_bodies(&self, token: &str, chat: i64, keyword: &str) -> Vec<String> {
+        let (status, found) = self.search(token, chat, keyword).await;
+        assert_eq!(status, 200, "search {keyword:?}: {found}");
+        found.as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_owned()).collect()
     }
 
     /// Sends raw bytes on a fresh connection and returns the status and the body as JSON.

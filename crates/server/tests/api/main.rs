@@ -11,3 +11,4 @@ mod helpers;
 mod messages;
 mod process;
 mod restart;
+mod search;

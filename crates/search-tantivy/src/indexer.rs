@@ -1,0 +1,159 @@
+//! The indexer thread, and the offline rebuild used by `chatd reindex`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chatd_core::error::StoreResult;
+use chatd_core::progress::Progress;
+use chatd_core::search::ChangeFeed;
+
+use crate::SearchIndex;
+
+/// How the indexer batches its work.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexerOptions {
+    /// Changes read from the store per round trip.
+    pub read_batch: usize,
+    /// Least time between two index commits, so that a flood of creates makes few
+    /// segments. Bounds the create-to-searchable lag together with the commit's own time.
+    pub min_commit_interval: Duration,
+    /// Longest sleep without a signal from the writer (a safety net; signals are normal).
+    pub poll_interval: Duration,
+}
+
+impl Default for IndexerOptions {
+    fn default() -> Self {
+        IndexerOptions {
+            read_batch: 4096,
+            min_commit_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A running indexer. [`Indexer::close`] indexes what is committed, then stops.
+#[derive(Debug)]
+pub struct Indexer {
+    stop: Arc<AtomicBool>,
+    committed: Arc<Progress>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Indexer {
+    /// Starts following `feed`: waits on `committed` (published by the store's writer after
+    /// each commit), indexes every newer change in sequence order, commits, and publishes
+    /// the covered sequence to `indexed`.
+    pub fn spawn(
+        index: Arc<SearchIndex>,
+        feed: Arc<dyn ChangeFeed>,
+        committed: Arc<Progress>,
+        indexed: Arc<Progress>,
+        options: IndexerOptions,
+    ) -> StoreResult<Self> {
+        let mut writer = index.writer()?;
+        let start = index.indexed_seq()?;
+        indexed.publish(start);
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = {
+            let (stop, committed) = (stop.clone(), committed.clone());
+            std::thread::Builder::new()
+                .name("chatd-indexer".into())
+                .spawn(move || {
+                    let mut done = start;
+                    let mut last_commit = Instant::now() - options.min_commit_interval;
+                    loop {
+                        let stopping = stop.load(Ordering::Acquire);
+                        let target = committed
+                            .wait_beyond(done, if stopping { Duration::ZERO } else { options.poll_interval });
+                        if target <= done && stopping {
+                            break;
+                        }
+                        let since = last_commit.elapsed();
+                        if !stopping && since < options.min_commit_interval {
+                            std::thread::sleep(options.min_commit_interval - since);
+                        }
+                        match catch_up(&index, &mut writer, feed.as_ref(), done, options.read_batch, None) {
+                            Ok(seq) => {
+                                done = seq;
+                                last_commit = Instant::now();
+                                indexed.publish(seq);
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "indexing failed; retrying");
+                                let _ = writer.rollback();
+                                if stopping {
+                                    break;
+                                }
+                                std::thread::sleep(options.poll_interval);
+                            }
+                        }
+                    }
+                    tracing::debug!(indexed = done, "indexer stopped");
+                })
+                .map_err(chatd_core::StoreError::internal)?
+        };
+        Ok(Indexer { stop, committed, handle: Some(handle) })
+    }
+
+    /// Indexes everything committed so far, then stops the thread.
+    pub fn close(mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.committed.nudge();
+        if let Some(h) = self.handle.take()
+            && h.join().is_err()
+        {
+            tracing::error!("the indexer thread panicked");
+        }
+    }
+}
+
+impl Drop for Indexer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        self.committed.nudge();
+    }
+}
+
+/// Applies every change after `from` and commits once per read batch; returns the sequence
+/// now covered. `progress` sees each batch's last sequence.
+fn catch_up(
+    index: &SearchIndex,
+    writer: &mut tantivy::IndexWriter,
+    feed: &dyn ChangeFeed,
+    from: i64,
+    batch: usize,
+    mut progress: Option<&mut dyn FnMut(i64)>,
+) -> StoreResult<i64> {
+    let mut done = from;
+    loop {
+        let changes = feed.changes_after(done, batch)?;
+        let Some(last) = changes.last().map(|c| c.seq) else { return Ok(done) };
+        for change in &changes {
+            index.apply(writer, change)?;
+        }
+        index.commit(writer, last)?;
+        done = last;
+        if let Some(p) = progress.as_deref_mut() {
+            p(done);
+        }
+        if changes.len() < batch {
+            return Ok(done);
+        }
+    }
+}
+
+/// Rebuilds the index from the whole feed: takes the index's writer (so it fails while a
+/// server holds it), drops every document, and re-adds every message. `progress` is told
+/// the sequence reached after each batch; the last sequence is `feed.last_seq()`.
+pub fn rebuild(
+    index: &SearchIndex,
+    feed: &dyn ChangeFeed,
+    progress: &mut dyn FnMut(i64),
+) -> StoreResult<i64> {
+    let mut writer = index.writer()?;
+    writer.delete_all_documents().map_err(crate::map_err)?;
+    index.commit(&mut writer, 0)?;
+    catch_up(index, &mut writer, feed, 0, 8192, Some(progress))
+}

@@ -1,0 +1,200 @@
+//! chatd's embedded search index.
+//!
+//! tantivy holds, for every message, the 1-, 2- and 3-character grams of its normalised body
+//! (see [`chatd_core::search::normalize`]) and its normalised words. A keyword's terms become
+//! conjunctions of grams (and of words, for the whole-word pass); the matching messages'
+//! numbers are read from a fast field. That is a superset of the true answer: the core
+//! verifies every candidate against the body before anything is returned.
+//!
+//! The index is fed by one [`Indexer`] thread from the store's change sequence, in commit
+//! order. Each index commit records the sequence it covers as its payload, atomically with
+//! the documents; after any crash the indexer resumes from there.
+#![forbid(unsafe_code)]
+
+mod grams;
+mod indexer;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use chatd_core::error::StoreResult;
+use chatd_core::search::{CandidateIndex, Change, ChatKey, Keyword, Pass, normalize};
+use chatd_core::{MessageNumber, StoreError};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::query::{BooleanQuery, Query, TermQuery};
+use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
+use tantivy::tokenizer::{PreTokenizedString, Token};
+use tantivy::{
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term,
+};
+
+pub use indexer::{Indexer, IndexerOptions, rebuild};
+
+/// The fields of the schema.
+#[derive(Debug, Clone, Copy)]
+struct Fields {
+    /// The message's store identity: edits delete by it.
+    message: Field,
+    chat: Field,
+    number: Field,
+    grams: Field,
+    words: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let tokens = TextOptions::default()
+        .set_indexing_options(TextFieldIndexing::default().set_index_option(IndexRecordOption::Basic));
+    let fields = Fields {
+        message: b.add_i64_field("message", INDEXED),
+        chat: b.add_i64_field("chat", INDEXED),
+        number: b.add_i64_field("number", FAST),
+        grams: b.add_text_field("grams", tokens.clone()),
+        words: b.add_text_field("words", tokens),
+    };
+    (b.build(), fields)
+}
+
+/// Maps tantivy's errors: a lock held by another process and I/O failures are outages.
+fn map_err(e: tantivy::TantivyError) -> StoreError {
+    match e {
+        tantivy::TantivyError::LockFailure(..) => {
+            StoreError::Unavailable(format!("the search index is in use by another process: {e}"))
+        }
+        tantivy::TantivyError::IoError(_) => StoreError::Unavailable(format!("search index I/O: {e}")),
+        other => StoreError::internal(other),
+    }
+}
+
+/// The index in a directory: one long-lived reader, a fresh searcher per query.
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    fields: Fields,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex").finish_non_exhaustive()
+    }
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, creating it if missing.
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        let (schema, fields) = schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(StoreError::internal)?;
+        let index = Index::open_or_create(directory, schema).map_err(map_err)?;
+        let reader =
+            index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(map_err)?;
+        Ok(SearchIndex { index, reader, fields })
+    }
+
+    /// The change sequence the last commit covers (0 for a new index).
+    pub fn indexed_seq(&self) -> StoreResult<i64> {
+        let metas = self.index.load_metas().map_err(map_err)?;
+        Ok(metas.payload.and_then(|p| p.parse().ok()).unwrap_or(0))
+    }
+
+    /// Takes the index's single writer (fails if another process holds it).
+    fn writer(&self) -> StoreResult<IndexWriter> {
+        self.index.writer_with_num_threads(1, 50_000_000).map_err(map_err)
+    }
+
+    /// Replaces a message's document with its newest state.
+    fn apply(&self, writer: &IndexWriter, change: &Change) -> StoreResult<()> {
+        let f = self.fields;
+        writer.delete_term(Term::from_field_i64(f.message, change.message));
+        let body = normalize(&change.body);
+        let mut doc = TantivyDocument::new();
+        doc.add_i64(f.message, change.message);
+        doc.add_i64(f.chat, change.chat.0);
+        doc.add_i64(f.number, change.number.get());
+        doc.add_pre_tokenized_text(f.grams, pre_tokenized(grams::body_grams(&body)));
+        doc.add_pre_tokenized_text(f.words, pre_tokenized(grams::words(&body).map(str::to_owned).collect()));
+        writer.add_document(doc).map_err(map_err)?;
+        Ok(())
+    }
+
+    /// Commits everything applied, recording `seq` as covered, and makes it searchable.
+    fn commit(&self, writer: &mut IndexWriter, seq: i64) -> StoreResult<()> {
+        let mut prepared = writer.prepare_commit().map_err(map_err)?;
+        prepared.set_payload(&seq.to_string());
+        prepared.commit().map_err(map_err)?;
+        self.reader.reload().map_err(map_err)
+    }
+
+    fn query(&self, chat: ChatKey, keyword: &Keyword, pass: Pass) -> BooleanQuery {
+        let f = self.fields;
+        let term_query =
+            |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
+        let mut terms: HashSet<Term> = HashSet::new();
+        terms.insert(Term::from_field_i64(f.chat, chat.0));
+        for term in keyword.terms() {
+            terms.extend(grams::query_grams(term).iter().map(|g| Term::from_field_text(f.grams, g)));
+            if pass == Pass::WholeWords {
+                terms.extend(grams::words(term).map(|w| Term::from_field_text(f.words, w)));
+            }
+        }
+        BooleanQuery::intersection(terms.into_iter().map(term_query).collect())
+    }
+}
+
+fn pre_tokenized(tokens: Vec<String>) -> PreTokenizedString {
+    let tokens = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(position, text)| Token { position, text, ..Token::default() })
+        .collect();
+    PreTokenizedString { text: String::new(), tokens }
+}
+
+impl CandidateIndex for SearchIndex {
+    fn candidates(&self, chat: ChatKey, keyword: &Keyword, pass: Pass) -> StoreResult<Vec<MessageNumber>> {
+        let searcher = self.reader.searcher();
+        let numbers = searcher.search(&self.query(chat, keyword, pass), &Numbers).map_err(map_err)?;
+        Ok(numbers.into_iter().filter_map(|n| MessageNumber::try_from(n).ok()).collect())
+    }
+}
+
+/// Collects the `number` fast field of every matching document.
+struct Numbers;
+
+struct SegmentNumbers {
+    column: Column<i64>,
+    out: Vec<i64>,
+}
+
+impl Collector for Numbers {
+    type Fruit = Vec<i64>;
+    type Child = SegmentNumbers;
+
+    fn for_segment(&self, _: u32, segment: &SegmentReader) -> tantivy::Result<SegmentNumbers> {
+        Ok(SegmentNumbers { column: segment.fast_fields().i64("number")?, out: Vec::new() })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<i64>>) -> tantivy::Result<Vec<i64>> {
+        Ok(fruits.concat())
+    }
+}
+
+impl SegmentCollector for SegmentNumbers {
+    type Fruit = Vec<i64>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        if let Some(n) = self.column.first(doc) {
+            self.out.push(n);
+        }
+    }
+
+    fn harvest(self) -> Vec<i64> {
+        self.out
+    }
+}
