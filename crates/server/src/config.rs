@@ -132,8 +132,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults, with the data directory and both listeners given (for tests).
-    pub fn for_tests(data_dir: impl Into<PathBuf>) -> Self {
+    /// The defaults on `data_dir`, with both listeners on loopback port 0 (tests, benchmarks).
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         let Command::Serve(mut config) = Cli::parse_from(["chatd"]).into_command() else {
             unreachable!("no subcommand means serve")
         };

@@ -41,7 +41,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts a server on an existing data directory (for restarts).
 pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let mut config = Config::for_tests(dir.path());
+    let mut config = Config::ephemeral(dir.path());
     adjust(&mut config);
     let app = Application::build(config).await.expect("the server starts");
     let api_addr = app.api_addr();

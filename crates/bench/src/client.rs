@@ -1,0 +1,208 @@
+//! The load generator: keep-alive HTTP/1.1 connections driven in a closed loop (as fast as
+//! answers come back) or an open loop (at a fixed schedule, with latency measured from the
+//! scheduled time so a slow answer cannot hide by lowering the offered load).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+
+/// One keep-alive connection.
+#[derive(Debug)]
+pub struct Conn {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Conn {
+    pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Conn { sender, host: addr.to_string() })
+    }
+
+    /// Sends one request and reads the whole answer.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        json: Option<&str>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
+        let mut request = Request::builder().method(method).uri(path).header("host", &self.host);
+        let body = match json {
+            Some(j) => {
+                request = request.header("content-type", "application/json");
+                Full::new(Bytes::copy_from_slice(j.as_bytes()))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        self.sender.ready().await?;
+        let response = self.sender.send_request(request.body(body)?).await?;
+        let status = response.status();
+        let bytes = response.into_body().collect().await?.to_bytes();
+        Ok((status, bytes))
+    }
+}
+
+/// What one request of a workload is: method, path, JSON body.
+#[derive(Debug)]
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub json: Option<String>,
+    /// Which target (chat or application) the call is for, kept with its outcome.
+    pub tag: i64,
+}
+
+/// Builds request `i` of connection `conn`.
+pub type MakeCall = Arc<dyn Fn(usize, u64) -> Call + Send + Sync>;
+/// Checks an answer; returns what to keep of it (e.g. an acknowledged number), or an error.
+pub type Check = Arc<dyn Fn(&Call, StatusCode, &[u8]) -> Result<Option<(i64, i64)>, String> + Send + Sync>;
+
+/// The outcome of a load run.
+#[derive(Debug)]
+pub struct RunStats {
+    pub requests: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+    /// Microseconds.
+    pub latency: Histogram<u64>,
+    /// What the checks kept, e.g. (chat, number) of every acknowledged create.
+    pub kept: Vec<(i64, i64)>,
+}
+
+impl RunStats {
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+}
+
+/// How requests are paced.
+#[derive(Debug, Clone, Copy)]
+pub enum Pace {
+    /// Each connection sends its next request as soon as the previous is answered.
+    Closed,
+    /// Requests start on a fixed schedule, `rate` per second over all connections.
+    Open { rate: f64 },
+}
+
+/// Drives `connections` keep-alive connections for `duration`.
+pub async fn run(
+    addr: SocketAddr,
+    connections: usize,
+    duration: Duration,
+    pace: Pace,
+    make: MakeCall,
+    check: Check,
+) -> anyhow::Result<RunStats> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let mut conn = Conn::open(addr).await?;
+        let (make, check) = (make.clone(), check.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            let (mut requests, mut errors, mut first_error, mut kept) = (0u64, 0u64, None, Vec::new());
+            for i in 0u64.. {
+                let began = match pace {
+                    Pace::Closed => Instant::now(),
+                    Pace::Open { rate } => {
+                        let slot = (i * connections as u64 + c as u64) as f64 / rate;
+                        let at = start + Duration::from_secs_f64(slot);
+                        tokio::time::sleep_until(at.into()).await;
+                        at
+                    }
+                };
+                if began.duration_since(start) >= duration {
+                    break;
+                }
+                let call = make(c, i);
+                let outcome = conn.send(call.method.clone(), &call.path, call.json.as_deref()).await;
+                let latency = began.elapsed();
+                requests += 1;
+                let _ = hist.record((latency.as_micros() as u64).max(1));
+                let verdict = match outcome {
+                    Ok((status, body)) => check(&call, status, &body),
+                    Err(e) => Err(e.to_string()),
+                };
+                match verdict {
+                    Ok(Some(k)) => kept.push(k),
+                    Ok(None) => {}
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (hist, requests, errors, first_error, kept)
+        }));
+    }
+    let mut stats = RunStats {
+        requests: 0,
+        errors: 0,
+        first_error: None,
+        elapsed: Duration::ZERO,
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        kept: Vec::new(),
+    };
+    for t in tasks {
+        let (hist, requests, errors, first_error, kept) = t.await?;
+        stats.latency.add(&hist)?;
+        stats.requests += requests;
+        stats.errors += errors;
+        if stats.first_error.is_none() {
+            stats.first_error = first_error;
+        }
+        stats.kept.extend(kept);
+    }
+    stats.elapsed = start.elapsed();
+    Ok(stats)
+}
+
+/// Keeps (tag, number) of a creation answer.
+pub fn created(call: &Call, status: StatusCode, body: &[u8]) -> Result<Option<(i64, i64)>, String> {
+    if status != StatusCode::CREATED {
+        return Err(format!("{status}: {}", String::from_utf8_lossy(body)));
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let number = v["number"].as_i64().ok_or("no number")?;
+    Ok(Some((call.tag, number)))
+}
+
+/// Accepts any 200.
+pub fn ok(_: &Call, status: StatusCode, body: &[u8]) -> Result<Option<(i64, i64)>, String> {
+    if status == StatusCode::OK {
+        Ok(None)
+    } else {
+        Err(format!("{status}: {}", String::from_utf8_lossy(body)))
+    }
+}
+
+/// Checks acknowledged numbers: unique, and consecutive within each tag. Returns how many
+/// tags were seen, or what is wrong.
+pub fn check_dense(kept: &[(i64, i64)]) -> Result<usize, String> {
+    let mut by_tag: std::collections::BTreeMap<i64, Vec<i64>> = std::collections::BTreeMap::new();
+    for &(tag, n) in kept {
+        by_tag.entry(tag).or_default().push(n);
+    }
+    for (tag, numbers) in &mut by_tag {
+        numbers.sort_unstable();
+        if let Some(w) = numbers.windows(2).find(|w| w[1] != w[0] + 1) {
+            return Err(format!("target {tag}: {} then {} (duplicate or gap)", w[0], w[1]));
+        }
+    }
+    Ok(by_tag.len())
+}

@@ -1,0 +1,610 @@
+//! chatd's benchmark (see BENCHMARKS.md): drives chatd and a bare axum baseline with the
+//! same client and connections in one run, and prints every figure as a Markdown table.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod data;
+pub mod servers;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use hyper::{Method, StatusCode};
+use serde_json::Value;
+
+use client::{Call, Conn, Pace, RunStats};
+use data::{Rng, Words};
+
+/// Command-line options.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "chatd-bench", about = "Benchmark chatd against a bare axum baseline on this machine")]
+pub struct Opts {
+    /// Keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Seconds per measured run.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Messages preloaded for the scale figures (0 skips them).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub preload: u64,
+    /// Chats the preloaded messages are spread over (plus one chat holding a tenth of them).
+    #[arg(long, default_value_t = 1000)]
+    pub chats: usize,
+    /// Worker threads of the server's runtime (chatd and baseline alike).
+    #[arg(long, default_value_t = 2)]
+    pub server_threads: usize,
+    /// Worker threads of the load generator's runtime.
+    #[arg(long, default_value_t = 2)]
+    pub client_threads: usize,
+    /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+impl Opts {
+    /// The smoke settings: every scenario, tiny and short.
+    pub fn smoke() -> Self {
+        let mut o = Opts::parse_from(["chatd-bench"]);
+        o.smoke = true;
+        o.apply_smoke();
+        o
+    }
+
+    fn apply_smoke(&mut self) {
+        if self.smoke {
+            self.connections = self.connections.min(8);
+            self.seconds = 1;
+            self.preload = self.preload.min(3_000);
+            self.chats = self.chats.min(20);
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug)]
+pub struct Row {
+    pub figure: String,
+    pub value: String,
+    pub goal: String,
+}
+
+/// Every figure of a run.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub notes: Vec<String>,
+    /// Every check the run made passed (numbers unique and dense, no failed request).
+    pub checks_passed: bool,
+}
+
+impl Report {
+    fn add(&mut self, figure: &str, value: String, goal: &str) {
+        println!("  {figure}: {value}");
+        self.rows.push(Row { figure: figure.into(), value, goal: goal.into() });
+    }
+
+    fn note(&mut self, note: String) {
+        println!("  note: {note}");
+        self.notes.push(note);
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = String::from("| figure | measured | goal |\n|---|---|---|\n");
+        for r in &self.rows {
+            out.push_str(&format!("| {} | {} | {} |\n", r.figure, r.value, r.goal));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("\n- {n}"));
+        }
+        out
+    }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+/// Runs every scenario and returns the report.
+pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
+    opts.apply_smoke();
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(opts.client_threads)
+        .thread_name("client")
+        .enable_all()
+        .build()?;
+    let mut report = Report { checks_passed: true, ..Report::default() };
+    let words = Words::new(5000);
+    let duration = Duration::from_secs(opts.seconds);
+
+    // ---------------------------------------------------------------- chatd, empty
+    println!("chatd on an empty database");
+    let dir = tempfile::tempdir()?;
+    let chatd = servers::start_chatd(dir.path(), opts.server_threads)?;
+    let (targets, lag_chat) = client.block_on(setup(chatd.addr, 2, 5))?;
+    let empty =
+        client.block_on(create_messages(&opts, chatd.addr, &targets, Pace::Closed, duration, &words))?;
+    check(&mut report, "create-message", &empty, true);
+    let chats = client.block_on(create_chats(&opts, chatd.addr, &targets, duration))?;
+    check(&mut report, "create-chat", &chats, true);
+    let half = empty.rate() / 2.0;
+    let open = client.block_on(create_messages(
+        &opts,
+        chatd.addr,
+        &targets,
+        Pace::Open { rate: half },
+        duration,
+        &words,
+    ))?;
+    check(&mut report, "create-message open loop", &open, true);
+    let stats_before = chatd.chatd.as_ref().map(|(s, _)| s.writer_stats());
+    let (sustained, lags) = client.block_on(sustained_with_lag(
+        &opts,
+        chatd.addr,
+        &targets,
+        lag_chat.clone(),
+        duration,
+        &words,
+    ))?;
+    check(&mut report, "create-message sustained", &sustained, true);
+    let stats_after = chatd.chatd.as_ref().map(|(s, _)| s.writer_stats());
+    let get_one = client.block_on(gets(&opts, chatd.addr, &targets, false, duration))?;
+    check(&mut report, "GET message", &get_one, false);
+    let get_page = client.block_on(gets(&opts, chatd.addr, &targets, true, duration))?;
+    check(&mut report, "GET list page", &get_page, false);
+    let page: Value = client.block_on(async {
+        let mut c = Conn::open(chatd.addr).await?;
+        let (_, body) = c.send(Method::GET, &format!("{}?limit=100", targets[0].0), None).await?;
+        anyhow::Ok(serde_json::from_slice(&body)?)
+    })?;
+    chatd.stop();
+
+    // ---------------------------------------------------------------- baseline
+    println!("bare axum baseline");
+    let baseline = servers::start_baseline(opts.server_threads, page)?;
+    let b_targets = fake_targets(2, 5);
+    let b_msg =
+        client.block_on(create_messages(&opts, baseline.addr, &b_targets, Pace::Closed, duration, &words))?;
+    let b_chat = client.block_on(create_chats(&opts, baseline.addr, &b_targets, duration))?;
+    let b_get = client.block_on(gets(&opts, baseline.addr, &b_targets, false, duration))?;
+    let b_page = client.block_on(gets(&opts, baseline.addr, &b_targets, true, duration))?;
+    baseline.stop();
+
+    let ratio = |a: &RunStats, b: &RunStats| a.rate() / b.rate();
+    report.add(
+        "create-message throughput",
+        format!(
+            "{:.0} req/s (baseline {:.0}; ratio {:.2})",
+            empty.rate(),
+            b_msg.rate(),
+            ratio(&empty, &b_msg)
+        ),
+        "ratio ≥ 0.6",
+    );
+    report.add(
+        "create-message latency, closed loop",
+        format!("p50 {:.2} / p99 {:.2} / p99.9 {:.2} ms", empty.ms(0.5), empty.ms(0.99), empty.ms(0.999)),
+        "",
+    );
+    report.add(
+        "create-chat throughput",
+        format!(
+            "{:.0} req/s (baseline {:.0}; ratio {:.2}); p50 {:.2} / p99 {:.2} / p99.9 {:.2} ms",
+            chats.rate(),
+            b_chat.rate(),
+            ratio(&chats, &b_chat),
+            chats.ms(0.5),
+            chats.ms(0.99),
+            chats.ms(0.999)
+        ),
+        "",
+    );
+    report.add(
+        "create-message latency at half the max rate (open loop)",
+        format!(
+            "{half:.0} req/s offered: p50 {:.2} / p99 {:.2} / p99.9 {:.2} ms",
+            open.ms(0.5),
+            open.ms(0.99),
+            open.ms(0.999)
+        ),
+        "p99 ≤ 10 ms",
+    );
+    report.add(
+        "GET one message",
+        format!(
+            "{:.0} req/s (baseline {:.0}; ratio {:.2})",
+            get_one.rate(),
+            b_get.rate(),
+            ratio(&get_one, &b_get)
+        ),
+        "",
+    );
+    report.add(
+        "GET one list page (100 messages)",
+        format!(
+            "{:.0} req/s (baseline {:.0}; ratio {:.2})",
+            get_page.rate(),
+            b_page.rate(),
+            ratio(&get_page, &b_page)
+        ),
+        "",
+    );
+    report.add(
+        "create-to-readable lag under sustained max load",
+        format!("p50 {:.2} / p99 {:.2} ms ({} samples)", ms(&lags.0, 0.5), ms(&lags.0, 0.99), lags.0.len()),
+        "",
+    );
+    report.add(
+        "create-to-searchable lag under sustained max load",
+        format!(
+            "p50 {:.0} / p99 {:.0} ms ({} samples, {:.0} creates/s)",
+            ms(&lags.1, 0.5),
+            ms(&lags.1, 0.99),
+            lags.1.len(),
+            sustained.rate()
+        ),
+        "p99 ≤ 1000 ms",
+    );
+    if let (Some(a), Some(b)) = (stats_before, stats_after) {
+        let (commits, jobs) = (b.commits - a.commits, b.jobs - a.jobs);
+        report.add(
+            "rows per commit under sustained max load",
+            format!(
+                "average {:.1} ({jobs} writes in {commits} commits); largest batch so far {}",
+                jobs as f64 / commits.max(1) as f64,
+                b.largest_batch
+            ),
+            "",
+        );
+    }
+
+    // ---------------------------------------------------------------- at scale
+    if opts.preload > 0 {
+        scale(&opts, &client, &words, &empty, &mut report)?;
+    }
+    report.add(
+        "peak RSS of the whole benchmark process (chatd + load generator)",
+        format!("{:.0} MB", peak_rss_mb()),
+        "≤ 300 MB",
+    );
+    Ok(report)
+}
+
+/// Records a run's failures: errors, and (for creates) numbers that are not unique and dense.
+fn check(report: &mut Report, name: &str, stats: &RunStats, dense: bool) {
+    if stats.errors > 0 {
+        report.checks_passed = false;
+        report.note(format!(
+            "{name}: {} of {} requests failed, first: {:?}",
+            stats.errors, stats.requests, stats.first_error
+        ));
+    }
+    if stats.requests == 0 {
+        report.checks_passed = false;
+        report.note(format!("{name}: no request completed"));
+    }
+    if dense {
+        match client::check_dense(&stats.kept) {
+            Ok(_) => {}
+            Err(e) => {
+                report.checks_passed = false;
+                report.note(format!("{name}: numbering check failed: {e}"));
+            }
+        }
+    }
+}
+
+/// Creates `apps` applications with `chats` chats each; returns the message paths of the
+/// chats (with their tokens) and a separate chat for lag probes.
+async fn setup(
+    addr: SocketAddr,
+    apps: usize,
+    chats: usize,
+) -> anyhow::Result<(Vec<(String, String)>, (String, String))> {
+    let mut c = Conn::open(addr).await?;
+    let mut targets = Vec::new();
+    let mut probe = None;
+    for a in 0..apps {
+        let (_, body) =
+            c.send(Method::POST, "/applications", Some(&format!("{{\"name\": \"bench {a}\"}}"))).await?;
+        let token =
+            serde_json::from_slice::<Value>(&body)?["access_token"].as_str().unwrap_or_default().to_owned();
+        for _ in 0..=chats {
+            let (status, body) = c.send(Method::POST, &format!("/applications/{token}/chats"), None).await?;
+            anyhow::ensure!(status == StatusCode::CREATED, "chat create failed: {status}");
+            let n = serde_json::from_slice::<Value>(&body)?["number"].as_i64().unwrap_or_default();
+            let target =
+                (format!("/applications/{token}/chats/{n}/messages"), format!("/applications/{token}/chats"));
+            if probe.is_none() {
+                probe = Some(target)
+            } else if targets.len() < apps * chats {
+                targets.push(target)
+            }
+        }
+    }
+    Ok((targets, probe.ok_or_else(|| anyhow::anyhow!("no chat"))?))
+}
+
+/// The baseline's targets: the same shape of paths as `setup` makes (tokens of the same length).
+fn fake_targets(apps: usize, chats: usize) -> Vec<(String, String)> {
+    (0..apps)
+        .flat_map(|a| {
+            let token = format!("BaselineToken{a:011}");
+            (1..=chats).map(move |c| {
+                (format!("/applications/{token}/chats/{c}/messages"), format!("/applications/{token}/chats"))
+            })
+        })
+        .collect()
+}
+
+async fn create_messages(
+    opts: &Opts,
+    addr: SocketAddr,
+    targets: &[(String, String)],
+    pace: Pace,
+    duration: Duration,
+    words: &Words,
+) -> anyhow::Result<RunStats> {
+    let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
+    let words = words.clone();
+    let make: client::MakeCall = Arc::new(move |c, i| {
+        let tag = (c + i as usize) % targets.len();
+        let mut rng = Rng::new((c as u64) << 32 | i);
+        Call {
+            method: Method::POST,
+            path: targets[tag].0.clone(),
+            json: Some(serde_json::json!({ "body": words.body(&mut rng) }).to_string()),
+            tag: tag as i64,
+        }
+    });
+    client::run(addr, opts.connections, duration, pace, make, Arc::new(client::created)).await
+}
+
+async fn create_chats(
+    opts: &Opts,
+    addr: SocketAddr,
+    targets: &[(String, String)],
+    duration: Duration,
+) -> anyhow::Result<RunStats> {
+    // One chat-creation path per application; tags are applications.
+    let mut apps: Vec<String> = targets.iter().map(|t| t.1.clone()).collect();
+    apps.dedup();
+    let apps = Arc::new(apps);
+    let make: client::MakeCall = Arc::new(move |c, i| {
+        let tag = (c + i as usize) % apps.len();
+        Call { method: Method::POST, path: apps[tag].clone(), json: None, tag: tag as i64 }
+    });
+    client::run(addr, opts.connections, duration, Pace::Closed, make, Arc::new(client::created)).await
+}
+
+async fn gets(
+    opts: &Opts,
+    addr: SocketAddr,
+    targets: &[(String, String)],
+    page: bool,
+    duration: Duration,
+) -> anyhow::Result<RunStats> {
+    let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
+    let make: client::MakeCall = Arc::new(move |c, i| {
+        let tag = (c + i as usize) % targets.len();
+        let path = if page { targets[tag].0.clone() } else { format!("{}/{}", targets[tag].0, 1 + (i % 50)) };
+        Call { method: Method::GET, path, json: None, tag: tag as i64 }
+    });
+    client::run(addr, opts.connections, duration, Pace::Closed, make, Arc::new(client::ok)).await
+}
+
+/// A closed-loop create flood, while probes measure how long a new message takes to be
+/// readable by GET and found by search. Returns the flood's stats and the (readable,
+/// searchable) lag histograms in microseconds.
+async fn sustained_with_lag(
+    opts: &Opts,
+    addr: SocketAddr,
+    targets: &[(String, String)],
+    probe_chat: (String, String),
+    duration: Duration,
+    words: &Words,
+) -> anyhow::Result<(RunStats, (Histogram<u64>, Histogram<u64>))> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut probes = Vec::new();
+    for p in 0..2u64 {
+        let (stop, path) = (stop.clone(), probe_chat.0.clone());
+        probes.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let (mut readable, mut searchable) = (hist(), hist());
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let marker = format!("lagprobe{p}n{n}x");
+                let (status, body) = conn
+                    .send(Method::POST, &path, Some(&format!("{{\"body\": \"{marker} probe\"}}")))
+                    .await?;
+                let acked = Instant::now();
+                anyhow::ensure!(status == StatusCode::CREATED, "probe create: {status}");
+                let number = serde_json::from_slice::<Value>(&body)?["number"].as_i64().unwrap_or_default();
+                loop {
+                    let (status, _) = conn.send(Method::GET, &format!("{path}/{number}"), None).await?;
+                    if status == StatusCode::OK {
+                        readable.record((acked.elapsed().as_micros() as u64).max(1))?;
+                        break;
+                    }
+                }
+                let search = format!("{path}/search?keyword={marker}");
+                loop {
+                    let (_, body) = conn.send(Method::GET, &search, None).await?;
+                    if serde_json::from_slice::<Value>(&body)?.as_array().is_some_and(|a| !a.is_empty()) {
+                        searchable.record((acked.elapsed().as_micros() as u64).max(1))?;
+                        break;
+                    }
+                    anyhow::ensure!(
+                        acked.elapsed() < Duration::from_secs(30),
+                        "probe {marker} never became searchable"
+                    );
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            Ok((readable, searchable))
+        }));
+    }
+    let flood = create_messages(opts, addr, targets, Pace::Closed, duration, words).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut readable, mut searchable) = (hist(), hist());
+    for p in probes {
+        let (r, s) = p.await??;
+        readable.add(&r)?;
+        searchable.add(&s)?;
+    }
+    Ok((flood?, (readable, searchable)))
+}
+
+/// The figures at scale: preload, index build, search latency on the big chat, create
+/// throughput with the data stored, sizes.
+fn scale(
+    opts: &Opts,
+    client: &tokio::runtime::Runtime,
+    words: &Words,
+    empty: &RunStats,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let n = opts.preload;
+    println!("chatd with {n} messages preloaded");
+    let dir = tempfile::tempdir()?;
+    let started = Instant::now();
+    let loaded = data::preload(dir.path(), n, opts.chats, words)?;
+    let load_time = started.elapsed();
+    let chatd = servers::start_chatd(dir.path(), opts.server_threads)?;
+    let index_time = chatd.wait_indexed();
+    report.note(format!(
+        "preloading {n} messages took {load_time:.1?}; indexing them at start took {index_time:.1?}"
+    ));
+    let per_million = 1_000_000.0 / n as f64;
+    let db = file_size(&dir.path().join(chatd_store_sqlite::DB_FILE))
+        + file_size(&dir.path().join(format!("{}-wal", chatd_store_sqlite::DB_FILE)));
+    let index = dir_size(&dir.path().join(chatd_server::startup::SEARCH_DIR));
+    report.add(
+        "database / index size per million messages",
+        format!("{:.0} MB / {:.0} MB", db as f64 * per_million / 1e6, index as f64 * per_million / 1e6),
+        "",
+    );
+
+    let (token, chat) = &loaded.big_chat;
+    let path = format!("/applications/{}/chats/{chat}/messages/search", token.as_str());
+    let w = |r: usize| words.word(r).to_owned();
+    let keywords = [
+        w(0),
+        w(40),
+        w(1500),
+        w(4999),
+        w(0)[..2].to_owned(),
+        w(3)[1..4].to_owned(),
+        "a".into(),
+        format!("\"{} {}\"", w(0), w(1)),
+        format!("{} {}", w(2), w(7)),
+        "qqxqq".into(),
+        "zz".into(),
+    ];
+    let search = client.block_on(async {
+        let mut conn = Conn::open(chatd.addr).await?;
+        let mut h = hist();
+        let rounds = if opts.smoke { 3 } else { 40 };
+        for _ in 0..rounds {
+            for k in &keywords {
+                let began = Instant::now();
+                let (status, _) =
+                    conn.send(Method::GET, &format!("{path}?keyword={}", encode(k)), None).await?;
+                anyhow::ensure!(status == StatusCode::OK, "search {k}: {status}");
+                h.record((began.elapsed().as_micros() as u64).max(1))?;
+            }
+        }
+        anyhow::Ok(h)
+    })?;
+    report.add(
+        &format!("search latency, one chat of {} among {n} messages", n / 10),
+        format!(
+            "p50 {:.2} / p99 {:.2} / max {:.2} ms ({} searches, {} keywords)",
+            ms(&search, 0.5),
+            ms(&search, 0.99),
+            search.max() as f64 / 1000.0,
+            search.len(),
+            keywords.len()
+        ),
+        "p99 ≤ 20 ms",
+    );
+
+    let targets: Vec<(String, String)> = loaded
+        .small_chats
+        .iter()
+        .take(10)
+        .map(|(t, c)| {
+            (
+                format!("/applications/{}/chats/{c}/messages", t.as_str()),
+                format!("/applications/{}/chats", t.as_str()),
+            )
+        })
+        .collect();
+    let loaded_run = client.block_on(create_messages(
+        opts,
+        chatd.addr,
+        &targets,
+        Pace::Closed,
+        Duration::from_secs(opts.seconds),
+        words,
+    ))?;
+    check(report, "create-message with data stored", &loaded_run, true);
+    report.add(
+        &format!("create-message throughput with {n} stored ÷ empty"),
+        format!(
+            "{:.0} req/s ÷ {:.0} = {:.2}",
+            loaded_run.rate(),
+            empty.rate(),
+            loaded_run.rate() / empty.rate()
+        ),
+        "≥ 0.9 (goal is for 10M)",
+    );
+    chatd.stop();
+    Ok(())
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+fn file_size(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p).map(|d| d.flatten().map(|e| file_size(&e.path())).sum()).unwrap_or(0)
+}
+
+/// The process's peak resident set (VmHWM), in MB.
+pub fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// The machine, for the report.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpu
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']))
+        .unwrap_or("unknown");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    format!("{cores} cores, {model}")
+}
