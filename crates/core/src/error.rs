@@ -17,9 +17,9 @@ pub enum StoreError {
     #[error("message not found")]
     MessageNotFound,
     /// A list cursor that names nothing this store listed (e.g. an unknown application
-    /// token given as `after`).
-    #[error("the pagination cursor is not valid")]
-    BadCursor,
+    /// token given as `after`); carries the parameter's name.
+    #[error("the pagination cursor {0} is not valid")]
+    BadCursor(&'static str),
     /// The write queue is full: the request was not accepted and nothing was written.
     #[error("the write queue is full")]
     Overloaded,

@@ -26,14 +26,15 @@ pub const MAX_LIMIT: usize = 1000;
 /// unboundedly many candidates.
 pub const MAX_DEPTH: usize = 10_000;
 
-/// Folds text for matching: lower case, compatibility decomposition (NFKD), diacritics and
-/// other combining marks removed (Latin accents, Arabic tashkeel), Arabic tatweel and
-/// invisible format characters removed, final sigma folded, and every run of white space
-/// made one space. Applied identically to bodies and keywords.
+/// Folds text for matching: compatibility decomposition (NFKD), lower case, NFKD again
+/// (lower-casing can produce decomposable characters), diacritics and other combining marks
+/// removed (Latin accents, Arabic tashkeel), Arabic tatweel and invisible format characters
+/// removed, final sigma folded, and every run of white space made one space. Applied
+/// identically to bodies and keywords.
 pub fn normalize(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pending_space = false;
-    for c in text.chars().flat_map(char::to_lowercase).nfkd() {
+    for c in text.nfkd().flat_map(char::to_lowercase).nfkd() {
         if is_combining_mark(c) || is_ignorable(c) {
             continue;
         }
@@ -131,7 +132,11 @@ pub enum MatchKind {
 
 fn term_match(body: &str, term: &str) -> Option<MatchKind> {
     let mut found = false;
-    for (start, _) in body.match_indices(term) {
+    let mut from = 0;
+    // Every occurrence, overlapping ones included ("a-a" in "ba-a-a" occurs at 1 and 3).
+    while let Some(at) = body[from..].find(term) {
+        let start = from + at;
+        from = start + body[start..].chars().next().map_or(1, char::len_utf8);
         found = true;
         let end = start + term.len();
         let before = body[..start].chars().next_back();
@@ -253,6 +258,10 @@ mod tests {
         assert_eq!(normalize("مَرْحَبًا"), normalize("مرحبا"));
         assert_eq!(normalize("ـمرحـبا"), "مرحبا");
         assert_eq!(normalize("ΟΔΟΣ"), normalize("οδοσ"));
+        // Compatibility characters that decompose into capitals still fold to lower case.
+        assert_eq!(normalize("Acme™ 100㎒ 𝐇𝐞𝐥𝐥𝐨 ℍ"), "acmetm 100mhz hello h");
+        assert_eq!(normalize("İstanbul"), "istanbul");
+        assert_eq!(normalize("Ǆ ǅ"), "dz dz");
     }
 
     #[test]
@@ -278,5 +287,8 @@ mod tests {
         assert_eq!(k.matches("rails stuff"), Some(MatchKind::InsideWords));
         let k = Keyword::parse("c++").unwrap();
         assert_eq!(k.matches("i like c++."), Some(MatchKind::WholeWords));
+        // A later, overlapping occurrence can be the whole-word one.
+        let k = Keyword::parse("a-a").unwrap();
+        assert_eq!(k.matches("ba-a-a"), Some(MatchKind::WholeWords));
     }
 }

@@ -53,7 +53,21 @@ impl Indexer {
         options: IndexerOptions,
     ) -> StoreResult<Self> {
         let mut writer = index.writer()?;
-        let start = index.indexed_seq()?;
+        let mut start = index.indexed_seq()?;
+        let last = feed.last_seq()?;
+        if start > last {
+            // The index covers changes the database no longer has (a database restored from
+            // a backup, or commits lost with synchronous=NORMAL on power loss): sequences
+            // will be reused, so nothing of the index can be trusted. Start over.
+            tracing::warn!(
+                indexed = start,
+                database = last,
+                "the search index is ahead of the database; rebuilding it"
+            );
+            writer.delete_all_documents().map_err(crate::map_err)?;
+            index.commit(&mut writer, 0)?;
+            start = 0;
+        }
         indexed.publish(start);
         let stop = Arc::new(AtomicBool::new(false));
         let handle = {

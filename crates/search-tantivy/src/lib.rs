@@ -1,10 +1,11 @@
 //! chatd's embedded search index.
 //!
-//! tantivy holds, for every message, the 1-, 2- and 3-character grams of its normalised body
-//! (see [`chatd_core::search::normalize`]) and its normalised words. A keyword's terms become
-//! conjunctions of grams (and of words, for the whole-word pass); the matching messages'
-//! numbers are read from a fast field. That is a superset of the true answer: the core
-//! verifies every candidate against the body before anything is returned.
+//! tantivy holds, for every message, the 1- and 2-character grams of its normalised body
+//! (see [`chatd_core::search::normalize`]), its 3-character grams at their positions, and its
+//! normalised words. A short term is looked up as a gram; a longer one as a phrase of its
+//! 3-grams at their offsets, so candidates are nearly exact; the whole-word pass also needs
+//! the term's words. Matching messages' numbers are read from a fast field. Candidates are a
+//! superset of the answer: the core verifies each against the body before returning it.
 //!
 //! The index is fed by one [`Indexer`] thread from the store's change sequence, in commit
 //! order. Each index commit records the sequence it covers as its payload, atomically with
@@ -20,9 +21,10 @@ use std::path::Path;
 use chatd_core::error::StoreResult;
 use chatd_core::search::{CandidateIndex, Change, ChatKey, Keyword, Pass, normalize};
 use chatd_core::{MessageNumber, StoreError};
+use grams::TermGrams;
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
-use tantivy::query::{BooleanQuery, Query, TermQuery};
+use tantivy::query::{BooleanQuery, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{
@@ -38,20 +40,25 @@ struct Fields {
     message: Field,
     chat: Field,
     number: Field,
-    grams: Field,
+    /// 1- and 2-character grams, without positions.
+    short: Field,
+    /// 3-character grams at their character positions.
+    tri: Field,
     words: Field,
 }
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let tokens = TextOptions::default()
-        .set_indexing_options(TextFieldIndexing::default().set_index_option(IndexRecordOption::Basic));
+    let tokens = |option| {
+        TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_index_option(option))
+    };
     let fields = Fields {
         message: b.add_i64_field("message", INDEXED),
         chat: b.add_i64_field("chat", INDEXED),
         number: b.add_i64_field("number", FAST),
-        grams: b.add_text_field("grams", tokens.clone()),
-        words: b.add_text_field("words", tokens),
+        short: b.add_text_field("short", tokens(IndexRecordOption::Basic)),
+        tri: b.add_text_field("tri", tokens(IndexRecordOption::WithFreqsAndPositions)),
+        words: b.add_text_field("words", tokens(IndexRecordOption::Basic)),
     };
     (b.build(), fields)
 }
@@ -87,7 +94,18 @@ impl SearchIndex {
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let (schema, fields) = schema();
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(StoreError::internal)?;
-        let index = Index::open_or_create(directory, schema).map_err(map_err)?;
+        let index = match Index::open_or_create(directory.clone(), schema.clone()) {
+            Err(tantivy::TantivyError::SchemaError(why)) => {
+                // The index is derived data: one from another version of chatd is dropped
+                // and rebuilt from the database by the indexer.
+                tracing::warn!(%why, "the search index has another schema; recreating it");
+                for entry in std::fs::read_dir(dir).map_err(StoreError::internal)?.flatten() {
+                    std::fs::remove_file(entry.path()).map_err(StoreError::internal)?;
+                }
+                Index::create(directory, schema, tantivy::IndexSettings::default()).map_err(map_err)?
+            }
+            other => other.map_err(map_err)?,
+        };
         let reader =
             index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(map_err)?;
         Ok(SearchIndex { index, reader, fields })
@@ -113,8 +131,13 @@ impl SearchIndex {
         doc.add_i64(f.message, change.message);
         doc.add_i64(f.chat, change.chat.0);
         doc.add_i64(f.number, change.number.get());
-        doc.add_pre_tokenized_text(f.grams, pre_tokenized(grams::body_grams(&body)));
-        doc.add_pre_tokenized_text(f.words, pre_tokenized(grams::words(&body).map(str::to_owned).collect()));
+        let g = grams::body_grams(&body);
+        doc.add_pre_tokenized_text(f.short, pre_tokenized(g.short.into_iter().enumerate()));
+        doc.add_pre_tokenized_text(f.tri, pre_tokenized(g.tri.into_iter()));
+        doc.add_pre_tokenized_text(
+            f.words,
+            pre_tokenized(grams::words(&body).map(str::to_owned).enumerate()),
+        );
         writer.add_document(doc).map_err(map_err)?;
         Ok(())
     }
@@ -132,23 +155,32 @@ impl SearchIndex {
         let term_query =
             |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
         let mut terms: HashSet<Term> = HashSet::new();
+        let mut phrases: Vec<Box<dyn Query>> = Vec::new();
         terms.insert(Term::from_field_i64(f.chat, chat.0));
         for term in keyword.terms() {
-            terms.extend(grams::query_grams(term).iter().map(|g| Term::from_field_text(f.grams, g)));
+            match grams::query_grams(term) {
+                TermGrams::Short(g) => {
+                    terms.insert(Term::from_field_text(f.short, &g));
+                }
+                TermGrams::Tri(grams) if grams.len() == 1 => {
+                    terms.extend(grams.iter().map(|(_, g)| Term::from_field_text(f.tri, g)));
+                }
+                TermGrams::Tri(grams) => {
+                    let at = grams.into_iter().map(|(o, g)| (o, Term::from_field_text(f.tri, &g))).collect();
+                    phrases.push(Box::new(PhraseQuery::new_with_offset(at)));
+                }
+            }
             if pass == Pass::WholeWords {
                 terms.extend(grams::words(term).map(|w| Term::from_field_text(f.words, w)));
             }
         }
-        BooleanQuery::intersection(terms.into_iter().map(term_query).collect())
+        BooleanQuery::intersection(terms.into_iter().map(term_query).chain(phrases).collect())
     }
 }
 
-fn pre_tokenized(tokens: Vec<String>) -> PreTokenizedString {
-    let tokens = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(position, text)| Token { position, text, ..Token::default() })
-        .collect();
+/// Tokens with their positions (character offsets for 3-grams; ordinals elsewhere).
+fn pre_tokenized(tokens: impl Iterator<Item = (usize, String)>) -> PreTokenizedString {
+    let tokens = tokens.map(|(position, text)| Token { position, text, ..Token::default() }).collect();
     PreTokenizedString { text: String::new(), tokens }
 }
 

@@ -134,7 +134,11 @@ pub struct Config {
 impl Config {
     /// The defaults on `data_dir`, with both listeners on loopback port 0 (tests, benchmarks).
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
-        let Command::Serve(mut config) = Cli::parse_from(["chatd"]).into_command() else {
+        // The defaults alone: `CHATD_*` variables of the caller's environment are ignored.
+        let command = <Cli as clap::CommandFactory>::command().mut_args(|a| a.env(None));
+        let matches = command.get_matches_from(["chatd"]);
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).expect("the defaults parse");
+        let Command::Serve(mut config) = cli.into_command() else {
             unreachable!("no subcommand means serve")
         };
         config.data_dir = data_dir.into();

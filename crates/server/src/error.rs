@@ -135,8 +135,8 @@ impl From<StoreError> for ApiError {
             StoreError::ApplicationNotFound => ApiError::ApplicationNotFound,
             StoreError::ChatNotFound => ApiError::ChatNotFound,
             StoreError::MessageNotFound => ApiError::MessageNotFound,
-            StoreError::BadCursor => {
-                ApiError::bad_request(Some("after"), "the cursor does not name a listed application")
+            StoreError::BadCursor(field) => {
+                ApiError::bad_request(Some(field), format!("{field} does not name a listed application"))
             }
             StoreError::Overloaded => ApiError::Overloaded,
             StoreError::Unavailable(why) => ApiError::Unavailable(why),

@@ -14,7 +14,8 @@ use tokio::sync::Semaphore;
 pub struct BlockingSearch {
     source: Arc<dyn MessageSource>,
     index: Arc<dyn CandidateIndex>,
-    permits: Semaphore,
+    /// Held by the blocking task, so a disconnecting client does not free its slot early.
+    permits: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for BlockingSearch {
@@ -25,7 +26,7 @@ impl std::fmt::Debug for BlockingSearch {
 
 impl BlockingSearch {
     pub fn new(source: Arc<dyn MessageSource>, index: Arc<dyn CandidateIndex>, concurrency: usize) -> Self {
-        BlockingSearch { source, index, permits: Semaphore::new(concurrency.max(1)) }
+        BlockingSearch { source, index, permits: Arc::new(Semaphore::new(concurrency.max(1))) }
     }
 }
 
@@ -37,9 +38,15 @@ impl Search for BlockingSearch {
         chat: ChatNumber,
         request: SearchRequest,
     ) -> StoreResult<Vec<Message>> {
-        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Unavailable("closed".into()))?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("closed".into()))?;
         let (source, index) = (self.source.clone(), self.index.clone());
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             search::search(source.as_ref(), index.as_ref(), &token, chat, &request)
         })
         .await

@@ -152,10 +152,14 @@ impl Application {
             let _ = stop.wait_for(|s| *s).await;
             tokio::time::sleep(self.shutdown_timeout).await;
         };
-        tokio::select! {
-            result = drained => result?,
-            () = deadline => tracing::warn!("open requests did not finish in time; closing anyway"),
-        }
+        let served = tokio::select! {
+            result = drained => result,
+            () = deadline => {
+                tracing::warn!("open requests did not finish in time; closing anyway");
+                Ok(())
+            }
+        };
+        // Even when a listener failed: commit what the writer accepted, then index it.
         self.store.close().await;
         // The writer has committed everything; index it before exiting.
         let indexer = self.indexer;
@@ -167,6 +171,6 @@ impl Application {
             largest_batch = stats.largest_batch,
             "stopped"
         );
-        Ok(())
+        served
     }
 }

@@ -309,16 +309,16 @@ pub(crate) fn application(db: &Connection, token: &AppToken) -> StoreResult<Appl
 }
 
 pub(crate) fn applications(db: &Connection, page_req: &Page<AppToken>) -> StoreResult<Listed<Application>> {
-    let cursor = |t: &Option<AppToken>| -> StoreResult<Option<i64>> {
+    let cursor = |t: &Option<AppToken>, field: &'static str| -> StoreResult<Option<i64>> {
         match t {
             None => Ok(None),
             Some(t) => match application_id(db, t) {
-                Err(StoreError::ApplicationNotFound) => Err(StoreError::BadCursor),
+                Err(StoreError::ApplicationNotFound) => Err(StoreError::BadCursor(field)),
                 other => other.map(Some),
             },
         }
     };
-    let range = key_range(cursor(&page_req.after)?, cursor(&page_req.before)?);
+    let range = key_range(cursor(&page_req.after, "after")?, cursor(&page_req.before, "before")?);
     let sql = LIST_APPLICATIONS[page_req.order as usize];
     page(db, sql, 0, range, page_req.limit.get(), application_from_row)
 }

@@ -2,7 +2,7 @@
 //! async front that runs each query on tokio's blocking pool, at most `size` at once.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chatd_core::{StoreError, error::StoreResult};
 use rusqlite::Connection;
@@ -46,13 +46,15 @@ impl Idle {
 
 #[derive(Debug)]
 pub(crate) struct Readers {
-    idle: std::sync::Arc<Idle>,
-    permits: Semaphore,
+    idle: Arc<Idle>,
+    /// Held by the blocking task itself, so a caller that goes away (client disconnect)
+    /// does not free its slot while its query still runs.
+    permits: Arc<Semaphore>,
 }
 
 impl Readers {
     pub fn new(path: PathBuf, size: usize) -> Self {
-        Readers { idle: std::sync::Arc::new(Idle::new(path)), permits: Semaphore::new(size) }
+        Readers { idle: Arc::new(Idle::new(path)), permits: Arc::new(Semaphore::new(size)) }
     }
 
     /// Runs `f` with a read-only connection, off the async worker threads.
@@ -61,9 +63,19 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Unavailable("closed".into()))?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("closed".into()))?;
         let idle = self.idle.clone();
         // A panic inside the query loses that connection; the next call opens another.
-        tokio::task::spawn_blocking(move || idle.with(f)).await.map_err(StoreError::internal)?
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            idle.with(f)
+        })
+        .await
+        .map_err(StoreError::internal)?
     }
 }

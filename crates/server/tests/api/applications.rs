@@ -126,7 +126,9 @@ async fn list_pages_through_every_application_in_both_orders() {
     assert_eq!(rest[0]["access_token"], tokens[5].as_str());
 
     let r = app.get("/applications?after=NoSuchToken").await;
-    assert_error(r, 400, "bad_request").await;
+    assert_eq!(assert_error(r, 400, "bad_request").await["field"], "after");
+    let r = app.get("/applications?before=NoSuchToken").await;
+    assert_eq!(assert_error(r, 400, "bad_request").await["field"], "before");
 }
 
 #[tokio::test]

@@ -33,13 +33,16 @@ async fn kill_9_loses_no_acknowledged_create() {
 
     // Writers create messages until the process dies under them.
     let acked: Arc<Mutex<HashMap<(i64, i64), String>>> = Arc::default();
+    let sent: Arc<Mutex<HashMap<String, i64>>> = Arc::default();
     let mut workers = Vec::new();
     for w in 0..16 {
-        let (client, base, token, acked) = (client.clone(), base.clone(), token.clone(), acked.clone());
+        let (client, base, token, acked, sent) =
+            (client.clone(), base.clone(), token.clone(), acked.clone(), sent.clone());
         workers.push(tokio::spawn(async move {
             for i in 0.. {
                 let chat = 1 + (w + i) % 3;
                 let body = format!("w{w} i{i}");
+                sent.lock().unwrap().insert(body.clone(), chat);
                 let url = format!("{base}/applications/{token}/chats/{chat}/messages");
                 let Ok(r) = client.post(url).json(&json!({ "body": body })).send().await else { break };
                 if r.status() != StatusCode::CREATED {
@@ -51,7 +54,9 @@ async fn kill_9_loses_no_acknowledged_create() {
             }
         }));
     }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acked.lock().unwrap().len() < 400 {
+        assert!(std::time::Instant::now() < deadline, "the writers stopped before 400 creates");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child.kill().unwrap(); // SIGKILL
@@ -78,12 +83,13 @@ async fn kill_9_loses_no_acknowledged_create() {
     }
     let lost: Vec<_> = acked.iter().filter(|(key, body)| stored.get(*key) != Some(*body)).collect();
     assert!(lost.is_empty(), "{} of {} acknowledged creates lost: {lost:?}", lost.len(), acked.len());
-    // Rows committed whose 201 the kill cut off must still be whole creates of ours.
+    // Rows committed whose 201 the kill cut off must be whole creates we sent, to that chat,
+    // each stored once.
+    let sent = sent.lock().unwrap().clone();
+    let mut bodies = std::collections::HashSet::new();
     for ((chat, n), body) in &stored {
-        if !acked.contains_key(&(*chat, *n)) {
-            let (w, i) = body.split_once(' ').expect("a body we sent");
-            assert!(w.starts_with('w') && i.starts_with('i'), "chat {chat} message {n}: {body:?}");
-        }
+        assert_eq!(sent.get(body), Some(chat), "chat {chat} message {n}: {body:?} was never sent there");
+        assert!(bodies.insert(body), "{body:?} stored twice");
     }
     println!("kill -9: {} acknowledged, {} stored, 0 lost", acked.len(), stored.len());
     // Every acknowledged message is found by search, without a reindex: the index catches

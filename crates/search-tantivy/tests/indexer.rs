@@ -1,0 +1,143 @@
+//! The indexer against a real SQLite store: edits leave no stale entry, and an index that
+//! is ahead of its database is rebuilt rather than trusted.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chatd_core::progress::Progress;
+use chatd_core::search::{CandidateIndex, ChatKey, Keyword, MessageSource, Pass};
+use chatd_core::{AppName, AppToken, ChatNumber, Ingest, MessageBody};
+use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
+use chatd_store_sqlite::{Options, SqliteSource, SqliteStore};
+
+struct Setup {
+    store: SqliteStore,
+    index: Arc<SearchIndex>,
+    indexer: Option<Indexer>,
+    indexed: Arc<Progress>,
+    source: Arc<SqliteSource>,
+}
+
+fn start(dir: &Path) -> Setup {
+    let store = SqliteStore::open(&Options::new(dir)).unwrap();
+    let index = Arc::new(SearchIndex::open(&dir.join("search")).unwrap());
+    let source = Arc::new(SqliteSource::open(dir).unwrap());
+    let indexed = Arc::new(Progress::default());
+    let indexer = Indexer::spawn(
+        index.clone(),
+        source.clone(),
+        store.committed(),
+        indexed.clone(),
+        IndexerOptions::default(),
+    )
+    .unwrap();
+    Setup { store, index, indexer: Some(indexer), indexed, source }
+}
+
+impl Setup {
+    fn wait_indexed(&self) {
+        let target = self.store.committed().get();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.indexed.get() < target {
+            assert!(Instant::now() < deadline, "the indexer did not catch up");
+            self.indexed.wait_beyond(self.indexed.get(), Duration::from_millis(50));
+        }
+    }
+
+    fn candidates(&self, chat: ChatKey, keyword: &str) -> Vec<i64> {
+        let keyword = Keyword::parse(keyword).unwrap();
+        let mut found: Vec<i64> = self
+            .index
+            .candidates(chat, &keyword, Pass::Substrings)
+            .unwrap()
+            .iter()
+            .map(|n| n.get())
+            .collect();
+        found.sort_unstable();
+        found
+    }
+
+    async fn stop(mut self) {
+        self.store.close().await;
+        self.indexer.take().unwrap().close();
+    }
+}
+
+async fn app_with_chat(store: &SqliteStore) -> (AppToken, ChatNumber) {
+    let app = store.create_application(AppName::parse("t".into()).unwrap()).await.unwrap();
+    let chat = store.create_chat(app.token.clone()).await.unwrap();
+    (app.token, chat)
+}
+
+fn body(s: &str) -> MessageBody {
+    MessageBody::parse(s.into(), 1024).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_leaves_no_stale_entry_in_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let (token, chat) = app_with_chat(&s.store).await;
+    s.store.create_message(token.clone(), chat, body("original wording")).await.unwrap();
+    s.store.create_message(token.clone(), chat, body("unrelated")).await.unwrap();
+    s.wait_indexed();
+    let key = s.source.chat_key(&token, chat).unwrap();
+    assert_eq!(s.candidates(key, "original"), [1]);
+
+    s.store.edit_message(token.clone(), chat, "1".parse().unwrap(), body("replacement text")).await.unwrap();
+    s.wait_indexed();
+    assert!(s.candidates(key, "original").is_empty(), "the old text is still indexed");
+    assert_eq!(s.candidates(key, "replacement"), [1]);
+    assert_eq!(s.candidates(key, "e"), [1, 2], "one document per message after an edit");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_ahead_of_its_database_is_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let (token, chat) = app_with_chat(&s.store).await;
+    for text in ["old one", "old two", "old three"] {
+        s.store.create_message(token.clone(), chat, body(text)).await.unwrap();
+    }
+    s.wait_indexed();
+    assert_eq!(s.index.indexed_seq().unwrap(), 3);
+    s.stop().await;
+
+    // The database goes back in time (a restored backup): only one message, sequence 1.
+    for file in ["chatd.sqlite3", "chatd.sqlite3-wal", "chatd.sqlite3-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    let s = start(dir.path());
+    let (token, chat) = app_with_chat(&s.store).await;
+    s.store.create_message(token.clone(), chat, body("new one")).await.unwrap();
+    s.wait_indexed();
+    let key = s.source.chat_key(&token, chat).unwrap();
+    assert_eq!(s.candidates(key, "new"), [1], "the reused sequence 1 was indexed");
+    assert!(s.candidates(key, "old").is_empty(), "documents of the old database survived");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_from_the_recorded_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let (token, chat) = app_with_chat(&s.store).await;
+    s.store.create_message(token.clone(), chat, body("first")).await.unwrap();
+    s.wait_indexed();
+    s.stop().await;
+
+    // Written while no indexer runs: the next start must pick it up from sequence 1.
+    let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
+    store.create_message(token.clone(), chat, body("second")).await.unwrap();
+    store.close().await;
+
+    let s = start(dir.path());
+    s.wait_indexed();
+    let key = s.source.chat_key(&token, chat).unwrap();
+    assert_eq!(s.candidates(key, "second"), [2]);
+    assert_eq!(s.candidates(key, "first"), [1]);
+    s.stop().await;
+}
