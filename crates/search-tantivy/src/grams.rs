@@ -1,8 +1,7 @@
 //! What is indexed and what is looked up, from normalised text.
 
-use std::collections::HashSet;
-
 use chatd_core::search::is_word_char;
+use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 /// Longest gram indexed. Terms longer than this are looked up by their grams of this length.
 const N: usize = 3;
@@ -10,28 +9,110 @@ const N: usize = 3;
 /// core verifies every candidate).
 const MAX_QUERY_GRAMS: usize = 12;
 
-/// What a normalised body is indexed by.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct BodyGrams {
-    /// Every distinct 1- and 2-character substring.
-    pub short: Vec<String>,
-    /// Every 3-character substring with the character position where it starts.
-    pub tri: Vec<(usize, String)>,
+/// Which tokens a [`GramTokenizer`] makes of normalised text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grams {
+    /// Every 1- and 2-character substring (positions are not used).
+    Short,
+    /// Every 3-character substring, at the character position where it starts.
+    Tri,
+    /// Every word (maximal run of word characters), at its ordinal.
+    Words,
 }
 
-pub fn body_grams(body: &str) -> BodyGrams {
-    let chars: Vec<char> = body.chars().collect();
-    let mut short: HashSet<String> = HashSet::new();
-    let mut tri = Vec::with_capacity(chars.len().saturating_sub(N - 1));
-    for i in 0..chars.len() {
-        for n in 1..N.min(chars.len() - i + 1) {
-            short.insert(chars[i..i + n].iter().collect());
-        }
-        if i + N <= chars.len() {
-            tri.push((i, chars[i..i + N].iter().collect()));
+/// A tantivy tokenizer over already normalised text, making [`Grams`] without allocating a
+/// string per token.
+#[derive(Debug, Clone, Copy)]
+pub struct GramTokenizer(pub Grams);
+
+impl GramTokenizer {
+    pub const SHORT: &'static str = "chatd_short";
+    pub const TRI: &'static str = "chatd_tri";
+    pub const WORDS: &'static str = "chatd_words";
+}
+
+/// The token stream of a [`GramTokenizer`].
+#[derive(Debug)]
+pub struct GramStream<'a> {
+    kind: Grams,
+    text: &'a str,
+    /// Byte offset of every character, and of the end.
+    bounds: Vec<usize>,
+    /// Next character index (Short, Tri) or byte offset (Words).
+    at: usize,
+    /// Next gram length (Short).
+    len: usize,
+    ordinal: usize,
+    token: Token,
+}
+
+impl Tokenizer for GramTokenizer {
+    type TokenStream<'a> = GramStream<'a>;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> GramStream<'a> {
+        let bounds = match self.0 {
+            Grams::Words => Vec::new(),
+            _ => text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect(),
+        };
+        GramStream { kind: self.0, text, bounds, at: 0, len: 1, ordinal: 0, token: Token::default() }
+    }
+}
+
+impl GramStream<'_> {
+    fn emit(&mut self, from: usize, to: usize, position: usize) -> bool {
+        self.token.text.clear();
+        self.token.text.push_str(&self.text[from..to]);
+        self.token.offset_from = from;
+        self.token.offset_to = to;
+        self.token.position = position;
+        true
+    }
+}
+
+impl TokenStream for GramStream<'_> {
+    fn advance(&mut self) -> bool {
+        let chars = self.bounds.len().saturating_sub(1);
+        match self.kind {
+            Grams::Short => {
+                if self.len > 2 || self.at + self.len > chars {
+                    self.at += 1;
+                    self.len = 1;
+                }
+                if self.at >= chars {
+                    return false;
+                }
+                let (from, to) = (self.bounds[self.at], self.bounds[self.at + self.len]);
+                self.len += 1;
+                self.emit(from, to, self.at)
+            }
+            Grams::Tri => {
+                if self.at + N > chars {
+                    return false;
+                }
+                let (from, to) = (self.bounds[self.at], self.bounds[self.at + N]);
+                self.at += 1;
+                self.emit(from, to, self.at - 1)
+            }
+            Grams::Words => {
+                let rest = &self.text[self.at..];
+                let Some(start) = rest.find(is_word_char) else { return false };
+                let from = self.at + start;
+                let to =
+                    self.text[from..].find(|c: char| !is_word_char(c)).map_or(self.text.len(), |e| from + e);
+                self.at = to;
+                self.ordinal += 1;
+                self.emit(from, to, self.ordinal - 1)
+            }
         }
     }
-    BodyGrams { short: short.into_iter().collect(), tri }
+
+    fn token(&self) -> &Token {
+        &self.token
+    }
+
+    fn token_mut(&mut self) -> &mut Token {
+        &mut self.token
+    }
 }
 
 /// How a normalised term is looked up.
@@ -66,24 +147,45 @@ pub fn words(text: &str) -> impl Iterator<Item = &str> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
+
+    fn tokens(kind: Grams, text: &str) -> Vec<(usize, String)> {
+        let mut tokenizer = GramTokenizer(kind);
+        let mut stream = tokenizer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push((stream.token().position, stream.token().text.clone()));
+        }
+        out
+    }
+
+    #[test]
+    fn tokenizers_make_every_gram_at_its_position() {
+        let short: Vec<String> = tokens(Grams::Short, "aé🎉").into_iter().map(|t| t.1).collect();
+        assert_eq!(short, ["a", "aé", "é", "é🎉", "🎉"]);
+        assert_eq!(tokens(Grams::Tri, "abcdé"), [(0, "abc".into()), (1, "bcd".into()), (2, "cdé".into())]);
+        assert!(tokens(Grams::Tri, "ab").is_empty());
+        assert_eq!(
+            tokens(Grams::Words, "go-kart, c++ 你好!"),
+            [(0, "go".into()), (1, "kart".into()), (2, "c".into()), (3, "你好".into())]
+        );
+        assert!(tokens(Grams::Short, "").is_empty() && tokens(Grams::Words, " - ").is_empty());
+    }
 
     #[test]
     fn a_body_holds_every_gram_a_contained_term_is_looked_up_by_at_the_right_places() {
         let body = "stuff with rails and go — 你好世界 🎉";
-        let grams = body_grams(body);
-        let short: HashSet<&str> = grams.short.iter().map(String::as_str).collect();
+        let short: HashSet<String> = tokens(Grams::Short, body).into_iter().map(|t| t.1).collect();
+        let tri = tokens(Grams::Tri, body);
         for term in ["s", "go", "tuf", "rails and", "你好世界", "🎉", "with rails and go — 你好"] {
             let at = body[..body.find(term).unwrap()].chars().count();
             match query_grams(term) {
-                TermGrams::Short(g) => assert!(short.contains(g.as_str()), "{term}"),
+                TermGrams::Short(g) => assert!(short.contains(&g), "{term}"),
                 TermGrams::Tri(wanted) => {
                     for (offset, g) in wanted {
-                        assert!(
-                            grams.tri.contains(&(at + offset, g.clone())),
-                            "{term}: {g} at {}",
-                            at + offset
-                        );
+                        assert!(tri.contains(&(at + offset, g.clone())), "{term}: {g} at {}", at + offset);
                     }
                 }
             }

@@ -130,8 +130,13 @@ impl Drop for Indexer {
     }
 }
 
-/// Applies every change after `from` and commits once per read batch; returns the sequence
-/// now covered. `progress` sees each batch's last sequence.
+/// Longest a catch-up runs without committing: commits are what make documents searchable
+/// and what a restart resumes from, but each one costs a segment.
+const MAX_UNCOMMITTED: Duration = Duration::from_secs(1);
+
+/// Applies every change after `from`, committing when caught up (and at least every
+/// [`MAX_UNCOMMITTED`] during a long catch-up); returns the sequence now covered.
+/// `progress` sees each commit's sequence.
 fn catch_up(
     index: &SearchIndex,
     writer: &mut tantivy::IndexWriter,
@@ -140,20 +145,25 @@ fn catch_up(
     batch: usize,
     mut progress: Option<&mut dyn FnMut(i64)>,
 ) -> StoreResult<i64> {
-    let mut done = from;
+    let (mut applied, mut committed) = (from, from);
+    let mut since_commit = Instant::now();
     loop {
-        let changes = feed.changes_after(done, batch)?;
-        let Some(last) = changes.last().map(|c| c.seq) else { return Ok(done) };
+        let changes = feed.changes_after(applied, batch)?;
         for change in &changes {
             index.apply(writer, change)?;
         }
-        index.commit(writer, last)?;
-        done = last;
-        if let Some(p) = progress.as_deref_mut() {
-            p(done);
+        applied = changes.last().map_or(applied, |c| c.seq);
+        let caught_up = changes.len() < batch;
+        if applied > committed && (caught_up || since_commit.elapsed() >= MAX_UNCOMMITTED) {
+            index.commit(writer, applied)?;
+            committed = applied;
+            since_commit = Instant::now();
+            if let Some(p) = progress.as_deref_mut() {
+                p(committed);
+            }
         }
-        if changes.len() < batch {
-            return Ok(done);
+        if caught_up {
+            return Ok(committed);
         }
     }
 }

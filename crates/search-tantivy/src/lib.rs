@@ -21,12 +21,11 @@ use std::path::Path;
 use chatd_core::error::StoreResult;
 use chatd_core::search::{CandidateIndex, Change, ChatKey, Keyword, Pass, normalize};
 use chatd_core::{MessageNumber, StoreError};
-use grams::TermGrams;
+use grams::{GramTokenizer, Grams, TermGrams};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::query::{BooleanQuery, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
-use tantivy::tokenizer::{PreTokenizedString, Token};
 use tantivy::{
     DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term,
 };
@@ -49,16 +48,18 @@ struct Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let tokens = |option| {
-        TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_index_option(option))
+    let tokens = |tokenizer, option| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(option),
+        )
     };
     let fields = Fields {
         message: b.add_i64_field("message", INDEXED),
         chat: b.add_i64_field("chat", INDEXED),
         number: b.add_i64_field("number", FAST),
-        short: b.add_text_field("short", tokens(IndexRecordOption::Basic)),
-        tri: b.add_text_field("tri", tokens(IndexRecordOption::WithFreqsAndPositions)),
-        words: b.add_text_field("words", tokens(IndexRecordOption::Basic)),
+        short: b.add_text_field("short", tokens(GramTokenizer::SHORT, IndexRecordOption::Basic)),
+        tri: b.add_text_field("tri", tokens(GramTokenizer::TRI, IndexRecordOption::WithFreqsAndPositions)),
+        words: b.add_text_field("words", tokens(GramTokenizer::WORDS, IndexRecordOption::Basic)),
     };
     (b.build(), fields)
 }
@@ -106,6 +107,10 @@ impl SearchIndex {
             }
             other => other.map_err(map_err)?,
         };
+        let tokenizers = index.tokenizers();
+        tokenizers.register(GramTokenizer::SHORT, GramTokenizer(Grams::Short));
+        tokenizers.register(GramTokenizer::TRI, GramTokenizer(Grams::Tri));
+        tokenizers.register(GramTokenizer::WORDS, GramTokenizer(Grams::Words));
         let reader =
             index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(map_err)?;
         Ok(SearchIndex { index, reader, fields })
@@ -131,13 +136,9 @@ impl SearchIndex {
         doc.add_i64(f.message, change.message);
         doc.add_i64(f.chat, change.chat.0);
         doc.add_i64(f.number, change.number.get());
-        let g = grams::body_grams(&body);
-        doc.add_pre_tokenized_text(f.short, pre_tokenized(g.short.into_iter().enumerate()));
-        doc.add_pre_tokenized_text(f.tri, pre_tokenized(g.tri.into_iter()));
-        doc.add_pre_tokenized_text(
-            f.words,
-            pre_tokenized(grams::words(&body).map(str::to_owned).enumerate()),
-        );
+        doc.add_text(f.short, &body);
+        doc.add_text(f.tri, &body);
+        doc.add_text(f.words, body);
         writer.add_document(doc).map_err(map_err)?;
         Ok(())
     }
@@ -176,12 +177,6 @@ impl SearchIndex {
         }
         BooleanQuery::intersection(terms.into_iter().map(term_query).chain(phrases).collect())
     }
-}
-
-/// Tokens with their positions (character offsets for 3-grams; ordinals elsewhere).
-fn pre_tokenized(tokens: impl Iterator<Item = (usize, String)>) -> PreTokenizedString {
-    let tokens = tokens.map(|(position, text)| Token { position, text, ..Token::default() }).collect();
-    PreTokenizedString { text: String::new(), tokens }
 }
 
 impl CandidateIndex for SearchIndex {
