@@ -188,6 +188,9 @@ pub struct Change {
     pub chat: ChatKey,
     pub number: MessageNumber,
     pub body: String,
+    /// An edit of a message that was indexed before (a new message replaces nothing, and
+    /// deleting what is not there costs the index a lookup per segment).
+    pub replaces: bool,
 }
 
 /// The store's changes in commit order, for feeding an index. Implemented by the store.

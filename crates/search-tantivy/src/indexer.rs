@@ -27,7 +27,7 @@ impl Default for IndexerOptions {
     fn default() -> Self {
         IndexerOptions {
             read_batch: 4096,
-            min_commit_interval: Duration::from_millis(100),
+            min_commit_interval: Duration::from_millis(200),
             poll_interval: Duration::from_secs(1),
         }
     }

@@ -130,7 +130,9 @@ impl SearchIndex {
     /// Replaces a message's document with its newest state.
     fn apply(&self, writer: &IndexWriter, change: &Change) -> StoreResult<()> {
         let f = self.fields;
-        writer.delete_term(Term::from_field_i64(f.message, change.message));
+        if change.replaces {
+            writer.delete_term(Term::from_field_i64(f.message, change.message));
+        }
         let body = normalize(&change.body);
         let mut doc = TantivyDocument::new();
         doc.add_i64(f.message, change.message);

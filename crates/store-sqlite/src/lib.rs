@@ -418,8 +418,8 @@ impl BulkLoader {
         let now = chatd_core::Timestamp::now().as_millis();
         self.db
             .prepare_cached(
-                "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq) \
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq, created_seq) \
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5)",
             )
             .and_then(|mut s| s.execute(rusqlite::params![chat, number, body.as_str(), now, self.last_seq]))
             .map_err(map_err)?;

@@ -44,8 +44,8 @@ const RENAME_APPLICATION: &str =
 const APPLICATION_FOR_CHAT: &str = "SELECT id, chats_count FROM applications WHERE token = ?1";
 const INSERT_CHAT: &str = "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
 const BUMP_CHATS_COUNT: &str = "UPDATE applications SET chats_count = ?2 WHERE id = ?1";
-const INSERT_MESSAGE: &str = "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq) \
-    VALUES (?1, ?2, ?3, ?4, ?4, ?5)";
+const INSERT_MESSAGE: &str = "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq, created_seq) \
+    VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5)";
 const BUMP_MESSAGES_COUNT: &str = "UPDATE chats SET messages_count = ?2 WHERE id = ?1";
 const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
     WHERE chat_id = ?1 AND number = ?2 RETURNING created_at";
@@ -55,7 +55,7 @@ const GET_CHAT: &str = "SELECT c.number, c.messages_count, c.created_at, c.updat
     JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1";
 const MESSAGES_BY_NUMBERS: &str = "SELECT number, body, created_at, updated_at FROM messages \
     WHERE chat_id = ?1 AND number IN (SELECT value FROM json_each(?2))";
-const CHANGES_AFTER: &str = "SELECT change_seq, id, chat_id, number, body FROM messages \
+const CHANGES_AFTER: &str = "SELECT change_seq, id, chat_id, number, body, change_seq <> created_seq FROM messages \
     WHERE change_seq > ?1 ORDER BY change_seq LIMIT ?2";
 const LAST_SEQ: &str = "SELECT coalesce(max(change_seq), 0) FROM messages";
 const GET_MESSAGE: &str = "SELECT m.number, m.body, m.created_at, m.updated_at FROM applications a \
@@ -231,6 +231,7 @@ pub(crate) fn changes_after(db: &Connection, after: i64, limit: usize) -> StoreR
                     chat: ChatKey(r.get(2)?),
                     number: number(r, 3)?,
                     body: r.get(4)?,
+                    replaces: r.get(5)?,
                 })
             })?
             .collect()
