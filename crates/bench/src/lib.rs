@@ -42,6 +42,9 @@ pub struct Opts {
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
+    /// chatd's `synchronous` setting (`full` fsyncs every commit; `normal` does not).
+    #[arg(long, value_enum, default_value_t = chatd_server::config::Synchronous::Full)]
+    pub synchronous: chatd_server::config::Synchronous,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
     pub smoke: bool,
@@ -129,7 +132,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     // ---------------------------------------------------------------- chatd, empty
     println!("chatd on an empty database");
     let dir = tempfile::tempdir()?;
-    let chatd = servers::start_chatd(dir.path(), opts.server_threads)?;
+    let chatd = servers::start_chatd(dir.path(), opts.server_threads, opts.synchronous)?;
     let (targets, lag_chat) = client.block_on(setup(chatd.addr, 2, 5))?;
     let empty =
         client.block_on(create_messages(&opts, chatd.addr, &targets, Pace::Closed, duration, &words))?;
@@ -480,7 +483,7 @@ fn scale(
     let started = Instant::now();
     let loaded = data::preload(dir.path(), n, opts.chats, words)?;
     let load_time = started.elapsed();
-    let chatd = servers::start_chatd(dir.path(), opts.server_threads)?;
+    let chatd = servers::start_chatd(dir.path(), opts.server_threads, opts.synchronous)?;
     let index_time = chatd.wait_indexed();
     report.note(format!(
         "preloading {n} messages took {load_time:.1?}; indexing them at start took {index_time:.1?}"

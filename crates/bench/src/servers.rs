@@ -13,6 +13,7 @@ use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatd_core::progress::Progress;
+use chatd_server::config::Synchronous;
 use chatd_server::{Application, Config};
 use chatd_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
@@ -61,9 +62,10 @@ fn runtime(workers: usize) -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// chatd with its defaults (synchronous=FULL included) on `dir`, API on port 0.
-pub fn start_chatd(dir: &Path, workers: usize) -> anyhow::Result<Running> {
+/// chatd with its defaults (but `synchronous`) on `dir`, API on port 0.
+pub fn start_chatd(dir: &Path, workers: usize, synchronous: Synchronous) -> anyhow::Result<Running> {
     let mut config = Config::ephemeral(dir);
+    config.synchronous = synchronous;
     config.creation_listen = chatd_server::config::Listen::Off;
     config.log = "warn".into();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
