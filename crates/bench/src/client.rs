@@ -108,10 +108,14 @@ pub async fn run(
     make: MakeCall,
     check: Check,
 ) -> anyhow::Result<RunStats> {
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        conns.push(Conn::open(addr).await?);
+    }
+    // The schedule starts once every connection is open: setup is not request latency.
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..connections {
-        let mut conn = Conn::open(addr).await?;
+    for (c, mut conn) in conns.into_iter().enumerate() {
         let (make, check) = (make.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");

@@ -88,15 +88,30 @@ impl Indexer {
                         if !stopping && since < options.min_commit_interval {
                             std::thread::sleep(options.min_commit_interval - since);
                         }
-                        match catch_up(&index, &mut writer, feed.as_ref(), done, options.read_batch, None) {
+                        let mut published = |seq| indexed.publish(seq);
+                        let feed = feed.as_ref();
+                        match catch_up(
+                            &index,
+                            &mut writer,
+                            feed,
+                            done,
+                            options.read_batch,
+                            Some(&mut published),
+                        ) {
                             Ok(seq) => {
-                                done = seq;
+                                // Caught up: every change up to `target` was committed before
+                                // the feed was read, so all of them are covered (a sequence
+                                // with no row is simply covered too).
+                                done = seq.max(target);
                                 last_commit = Instant::now();
-                                indexed.publish(seq);
+                                indexed.publish(done);
                             }
                             Err(e) => {
                                 tracing::error!(error = %e, "indexing failed; retrying");
                                 let _ = writer.rollback();
+                                // Resume from what the index has committed, not from where
+                                // this catch-up began: part of it may be committed already.
+                                done = index.indexed_seq().unwrap_or(done);
                                 if stopping {
                                     break;
                                 }

@@ -141,3 +141,18 @@ async fn a_restart_resumes_from_the_recorded_sequence() {
     assert_eq!(s.candidates(key, "first"), [1]);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_edit_leaves_no_gap_the_indexer_waits_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let (token, chat) = app_with_chat(&s.store).await;
+    s.store.create_message(token.clone(), chat, body("only")).await.unwrap();
+    let missing = s.store.edit_message(token.clone(), chat, "999".parse().unwrap(), body("x")).await;
+    assert!(matches!(missing, Err(chatd_core::StoreError::MessageNotFound)));
+    // The rolled-back edit must not have published a sequence no row carries: the index
+    // catches up with what was committed, and stopping does not wait for more.
+    assert_eq!(s.store.committed().get(), 1);
+    s.wait_indexed();
+    s.stop().await;
+}

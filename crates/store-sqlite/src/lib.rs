@@ -8,7 +8,6 @@
 //! [`SqliteStore`] implements both [`Ingest`] and [`Catalog`].
 #![forbid(unsafe_code)]
 
-mod checkpoint;
 mod queries;
 mod readers;
 mod schema;
@@ -29,7 +28,6 @@ use chatd_core::{
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
 
-use checkpoint::Checkpointer;
 use readers::{Idle, Readers};
 use writer::{JobSender, Op, WriteCtx};
 pub use writer::{WriterStats, WriterStatsSnapshot};
@@ -81,7 +79,6 @@ pub struct SqliteStore {
     /// `None` once [`SqliteStore::close`] has begun: later writes answer `Unavailable`.
     sender: RwLock<Option<JobSender>>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Mutex<Option<Checkpointer>>,
     readers: Readers,
     stats: Arc<WriterStats>,
     /// The last change sequence committed; the search indexer waits on it.
@@ -99,9 +96,6 @@ impl SqliteStore {
         schema::migrate(&mut db).map_err(map_err)?;
         let stats = Arc::new(WriterStats::default());
         let committed = Arc::new(Progress::default());
-        // Checkpoints run on a thread of their own (see `checkpoint`).
-        db.pragma_update(None, "wal_autocheckpoint", 0).map_err(map_err)?;
-        let checkpointer = Checkpointer::spawn(&path, committed.clone()).map_err(map_err)?;
         let (sender, handle) = writer::spawn(
             db,
             options.queue_capacity.max(1),
@@ -113,7 +107,6 @@ impl SqliteStore {
         Ok(SqliteStore {
             sender: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
-            checkpointer: Mutex::new(Some(checkpointer)),
             readers: Readers::new(path, options.readers.max(1)),
             stats,
             committed,
@@ -140,10 +133,6 @@ impl SqliteStore {
             if !matches!(joined, Ok(Ok(()))) {
                 tracing::error!("the writer thread ended abnormally");
             }
-        }
-        let checkpointer = self.checkpointer.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(mut checkpointer) = checkpointer {
-            let _ = tokio::task::spawn_blocking(move || checkpointer.stop()).await;
         }
     }
 

@@ -12,9 +12,7 @@ const MIGRATIONS: &[&str] = &[
     // read and written by the single writer in the same transaction as the insert; chats and
     // messages are never deleted, so count and highest number stay equal. The unique
     // constraints are the backstop. `change_seq` stamps every insert and edit of a message
-    // in commit order, so a search index can follow the table (see `messages_change_seq`);
-    // `created_seq` keeps the insert's stamp, so the index knows an edit (which replaces a
-    // document) from a new message (which needs no delete).
+    // in commit order, so a search index can follow the table (see `messages_change_seq`).
     r#"
     CREATE TABLE applications (
         id          INTEGER PRIMARY KEY,
@@ -42,10 +40,15 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         updated_at INTEGER NOT NULL,
         change_seq INTEGER NOT NULL,
-        created_seq INTEGER NOT NULL,
         CONSTRAINT messages_chat_number_key UNIQUE (chat_id, number)
     );
     CREATE UNIQUE INDEX messages_change_seq ON messages (change_seq);
+    "#,
+    // 2: `created_seq` keeps the insert's stamp, so the index tells an edit (which replaces
+    // a document) from a new message (which needs no delete). Rows from before read as
+    // edits (0 never equals a stamp), which only costs the index a harmless delete.
+    r#"
+    ALTER TABLE messages ADD COLUMN created_seq INTEGER NOT NULL DEFAULT 0;
     "#,
 ];
 

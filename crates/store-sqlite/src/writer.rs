@@ -57,7 +57,14 @@ where
 {
     fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx) {
         let Some(run) = self.run.take() else { return };
-        self.result = Some(in_savepoint(db, |db| run(db, ctx)));
+        let seq_before = ctx.last_seq;
+        let result = in_savepoint(db, |db| run(db, ctx));
+        if result.is_err() {
+            // Its rows were rolled back: so is its place in the change sequence, which must
+            // name only committed rows (the indexer waits for every published sequence).
+            ctx.last_seq = seq_before;
+        }
+        self.result = Some(result);
     }
 
     fn answer(self: Box<Self>, failure: Option<&StoreError>) {
