@@ -277,7 +277,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     report.add(
         "peak RSS of the whole benchmark process (chatd + load generator)",
         format!(
-            "{:.0} MB (at the end: {:.0} MB anonymous, {:.0} MB file pages, mostly the mmapped index)",
+            "{:.0} MB (at the end: {:.0} MB anonymous, {:.0} MB file-backed)",
             status_mb("VmHWM:"),
             status_mb("RssAnon:"),
             status_mb("RssFile:")
