@@ -225,20 +225,22 @@ pub fn search(
     // Whole-word matches first; the second pass takes every other match (also a whole-word
     // one the first pass's candidates missed, so that no match is ever dropped).
     for (pass, wanted_kind) in [(Pass::WholeWords, Some(MatchKind::WholeWords)), (Pass::Substrings, None)] {
-        let mut candidates = index.candidates(key, &request.keyword, pass)?;
-        candidates.retain(|n| !seen.contains(n));
-        candidates.sort_unstable_by(|a, b| b.cmp(a));
-        candidates.dedup();
-        for chunk in candidates.chunks(VERIFY_CHUNK) {
-            if out.len() >= wanted {
-                break;
+        let mut rest = index.candidates(key, &request.keyword, pass)?;
+        rest.retain(|n| !seen.contains(n));
+        while out.len() < wanted && !rest.is_empty() {
+            // The newest VERIFY_CHUNK candidates, without sorting all of them: a keyword
+            // matching most of a large chat stops after a chunk or two.
+            let k = VERIFY_CHUNK.min(rest.len());
+            if k < rest.len() {
+                rest.select_nth_unstable_by(k - 1, |a, b| b.cmp(a));
             }
-            let mut messages = source.messages(key, chunk)?;
+            let chunk: Vec<MessageNumber> = rest.drain(..k).collect();
+            let mut messages = source.messages(key, &chunk)?;
             messages.sort_unstable_by_key(|m| std::cmp::Reverse(m.number));
             for m in messages {
                 let kind = request.keyword.matches(&normalize(&m.body));
-                if out.len() < wanted && kind.is_some() && (wanted_kind.is_none() || kind == wanted_kind) {
-                    seen.insert(m.number);
+                let fits = kind.is_some() && (wanted_kind.is_none() || kind == wanted_kind);
+                if out.len() < wanted && fits && seen.insert(m.number) {
                     out.push(m);
                 }
             }

@@ -286,3 +286,38 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn ranking_holds_across_many_verification_chunks() {
+    let app = spawn_app().await;
+    let token = app.create_app("many").await;
+    let chat = app.create_chat(&token).await;
+    let path = format!("/applications/{token}/chats/{chat}/messages");
+    let creates = (1..=600).map(|n| {
+        let body = if n % 2 == 0 { format!("x marks {n}") } else { format!("xylophone {n}") };
+        app.post_json(&path, json!({ "body": body }))
+    });
+    for r in futures::future::join_all(creates).await {
+        assert_eq!(r.status(), 201);
+    }
+    app.wait_indexed().await;
+    // Numbers follow arrival order, so rank by what each stored body is.
+    let all = app.all_messages(&token, chat).await;
+    let whole = |m: &Value| m["body"].as_str().unwrap().starts_with("x marks");
+    let mut expected: Vec<i64> =
+        all.iter().filter(|m| whole(m)).map(|m| m["number"].as_i64().unwrap()).collect();
+    let mut inside: Vec<i64> =
+        all.iter().filter(|m| !whole(m)).map(|m| m["number"].as_i64().unwrap()).collect();
+    expected.sort_unstable_by(|a, b| b.cmp(a));
+    inside.sort_unstable_by(|a, b| b.cmp(a));
+    expected.extend(inside);
+
+    let url = app.url(&format!("{path}/search?keyword=x&limit=1000"));
+    let found: Vec<Value> = app.client.get(url).send().await.unwrap().json().await.unwrap();
+    let numbers: Vec<i64> = found.iter().map(|m| m["number"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, expected);
+    let url = app.url(&format!("{path}/search?keyword=x&limit=100&offset=250"));
+    let page: Vec<Value> = app.client.get(url).send().await.unwrap().json().await.unwrap();
+    let numbers: Vec<i64> = page.iter().map(|m| m["number"].as_i64().unwrap()).collect();
+    assert_eq!(numbers, expected[250..350]);
+}
