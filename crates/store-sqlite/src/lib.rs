@@ -372,10 +372,7 @@ impl BulkLoader {
         let token = AppToken::generate().map_err(|e| StoreError::internal(e.to_string()))?;
         let now = chatd_core::Timestamp::now().as_millis();
         self.db
-            .prepare_cached(
-                "INSERT INTO applications (token, name, chats_count, created_at, updated_at) \
-                 VALUES (?1, ?2, 0, ?3, ?3)",
-            )
+            .prepare_cached(queries::INSERT_APPLICATION)
             .and_then(|mut s| s.execute(rusqlite::params![token.as_str(), name.as_str(), now]))
             .map_err(map_err)?;
         let id = self.db.last_insert_rowid();
@@ -394,10 +391,7 @@ impl BulkLoader {
             .map_err(map_err)?;
         let now = chatd_core::Timestamp::now().as_millis();
         self.db
-            .prepare_cached(
-                "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
-                 VALUES (?1, ?2, 0, ?3, ?3)",
-            )
+            .prepare_cached(queries::INSERT_CHAT)
             .and_then(|mut s| s.execute(rusqlite::params![application, number, now]))
             .map_err(map_err)?;
         let id = self.db.last_insert_rowid();
@@ -417,10 +411,7 @@ impl BulkLoader {
         self.last_seq += 1;
         let now = chatd_core::Timestamp::now().as_millis();
         self.db
-            .prepare_cached(
-                "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq, created_seq) \
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5)",
-            )
+            .prepare_cached(queries::INSERT_MESSAGE)
             .and_then(|mut s| s.execute(rusqlite::params![chat, number, body.as_str(), now, self.last_seq]))
             .map_err(map_err)?;
         self.row_written()?;

@@ -37,14 +37,14 @@ const LIST_MESSAGES: [&str; 2] = ordered_pair!(
 const APPLICATION_ID: &str = "SELECT id FROM applications WHERE token = ?1";
 const CHAT_ROW: &str = "SELECT c.id, c.messages_count FROM applications a \
     JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1";
-const INSERT_APPLICATION: &str =
+pub(crate) const INSERT_APPLICATION: &str =
     "INSERT INTO applications (token, name, chats_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
 const RENAME_APPLICATION: &str =
     "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 RETURNING chats_count, created_at";
 const APPLICATION_FOR_CHAT: &str = "SELECT id, chats_count FROM applications WHERE token = ?1";
-const INSERT_CHAT: &str = "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
+pub(crate) const INSERT_CHAT: &str = "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
 const BUMP_CHATS_COUNT: &str = "UPDATE applications SET chats_count = ?2 WHERE id = ?1";
-const INSERT_MESSAGE: &str = "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq, created_seq) \
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq, created_seq) \
     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5)";
 const BUMP_MESSAGES_COUNT: &str = "UPDATE chats SET messages_count = ?2 WHERE id = ?1";
 const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
