@@ -17,7 +17,7 @@ pub enum InvalidInput {
     #[error("must not contain control characters")]
     ControlCharacter,
     /// Not a positive decimal integer that fits in 63 bits.
-    #[error("must be a positive integer")]
+    #[error("must be a positive integer, written without sign or leading zeros")]
     NotAPositiveInteger,
 }
 
@@ -72,8 +72,9 @@ impl fmt::Debug for AppToken {
 }
 
 /// Parses the canonical form of a positive number: ASCII digits only, 1 ..= i64::MAX.
+/// One spelling per number (so one URL per resource): digits only, no leading zeros.
 fn parse_positive(s: &str) -> Result<i64, InvalidInput> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+    if s.is_empty() || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(InvalidInput::NotAPositiveInteger);
     }
     match s.parse::<i64>() {
@@ -222,9 +223,8 @@ mod tests {
     #[test]
     fn numbers_accept_only_canonical_positive_integers() {
         assert_eq!("1".parse::<ChatNumber>().unwrap().get(), 1);
-        assert_eq!("007".parse::<ChatNumber>().unwrap().get(), 7);
         assert_eq!("9223372036854775807".parse::<MessageNumber>().unwrap().get(), i64::MAX);
-        for bad in ["", "0", "-1", "+1", "1.0", "1e3", " 1", "9223372036854775808", "abc"] {
+        for bad in ["", "0", "00", "007", "-1", "+1", "1.0", "1e3", " 1", "9223372036854775808", "abc"] {
             assert!(bad.parse::<ChatNumber>().is_err(), "{bad:?}");
         }
     }

@@ -5,9 +5,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::time::Duration;
 
 use chatd_store_sqlite::Durability;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::limits::{RateLimit, RequestLimits};
 
 /// chatd: a chat-storage HTTP API.
 #[derive(Debug, Parser)]
@@ -20,6 +23,8 @@ pub struct Cli {
     pub serve: Config,
 }
 
+// Parsed once at start and taken apart at once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the API (the default).
@@ -122,6 +127,37 @@ pub struct Config {
     #[arg(long, env = "CHATD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
+    /// Seconds a request may take, reading its body included (408 beyond).
+    #[arg(long, env = "CHATD_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout: u64,
+
+    /// Seconds a client has to send a whole request head; also how long an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "CHATD_HEADER_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+
+    /// Connections open at once over both listeners; more are answered 503 and closed.
+    /// Keep it below the process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "CHATD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
+    /// Requests per second one client IP may sustain (429 beyond); 0 turns the limit off.
+    #[arg(long, env = "CHATD_IP_RATE", default_value_t = 1000)]
+    pub ip_rate: u32,
+
+    /// Requests one client IP may send at once above its sustained rate.
+    #[arg(long, env = "CHATD_IP_BURST", default_value_t = 2000)]
+    pub ip_burst: u32,
+
+    /// Requests per second one application token may sustain (429 beyond); 0 turns the
+    /// limit off.
+    #[arg(long, env = "CHATD_TOKEN_RATE", default_value_t = 5000)]
+    pub token_rate: u32,
+
+    /// Requests one application token may see at once above its sustained rate.
+    #[arg(long, env = "CHATD_TOKEN_BURST", default_value_t = 10000)]
+    pub token_burst: u32,
+
     /// Seconds that shutdown waits for open requests before it stops waiting.
     #[arg(long, env = "CHATD_SHUTDOWN_TIMEOUT", default_value_t = 10)]
     pub shutdown_timeout: u64,
@@ -132,7 +168,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults on `data_dir`, with both listeners on loopback port 0 (tests, benchmarks).
+    /// The per-request limits.
+    pub fn request_limits(&self) -> RequestLimits {
+        RequestLimits {
+            timeout: Duration::from_secs(self.request_timeout),
+            per_ip: RateLimit { per_second: self.ip_rate, burst: self.ip_burst },
+            per_token: RateLimit { per_second: self.token_rate, burst: self.token_burst },
+        }
+    }
+
+    /// The defaults on `data_dir`, with both listeners on loopback port 0 and the rate limits
+    /// off (tests, benchmarks: every request comes from one IP and few tokens; the tests of
+    /// the limits turn them on).
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         // The defaults alone: `CHATD_*` variables of the caller's environment are ignored.
         let command = <Cli as clap::CommandFactory>::command().mut_args(|a| a.env(None));
@@ -144,6 +191,8 @@ impl Config {
         config.data_dir = data_dir.into();
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.creation_listen = Listen::On(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.ip_rate = 0;
+        config.token_rate = 0;
         config
     }
 }

@@ -38,6 +38,12 @@ pub enum ApiError {
     InvalidParameter { field: &'static str, message: String },
     #[error("overloaded")]
     Overloaded,
+    #[error("too many open connections")]
+    TooManyConnections,
+    #[error("rate limited for {retry_after} s")]
+    RateLimited { retry_after: u64 },
+    #[error("the request took too long")]
+    RequestTimeout,
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal error")]
@@ -105,6 +111,21 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter", message)
             }
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "chatd is busy; retry shortly"),
+            TooManyConnections => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "chatd has too many open connections; retry shortly",
+            ),
+            RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this client or for this application; retry later",
+            ),
+            RequestTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request did not complete in time; a write it carried may or may not have been stored",
+            ),
             Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "storage is unavailable; retry later")
             }
@@ -120,12 +141,34 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<&'static str> {
+    /// Seconds a client should wait before trying again, where waiting helps.
+    fn retry_after(&self) -> Option<u64> {
         match self {
-            ApiError::Overloaded => Some("1"),
-            ApiError::Unavailable(_) => Some("5"),
+            ApiError::Overloaded | ApiError::TooManyConnections => Some(1),
+            ApiError::RateLimited { retry_after } => Some(*retry_after),
+            ApiError::Unavailable(_) => Some(5),
             _ => None,
         }
+    }
+}
+
+impl ApiError {
+    /// The raw HTTP/1.1 response for this error, for answers written before hyper takes a
+    /// connection (the connection limit); it closes the connection.
+    pub fn raw_http1(&self) -> Vec<u8> {
+        let (status, code, message) = self.parts();
+        let body = serde_json::to_string(&ErrorBody { error: code, message, field: self.field() })
+            .expect("an error body serializes");
+        let mut head = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+            body.len()
+        );
+        if let Some(secs) = self.retry_after() {
+            head.push_str(&format!("retry-after: {secs}\r\n"));
+        }
+        head.push_str("\r\n");
+        head.push_str(&body);
+        head.into_bytes()
     }
 }
 
@@ -151,7 +194,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody { error: code, message, field: self.field() };
         let mut response = (status, Json(body)).into_response();
         if let Some(secs) = self.retry_after() {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(secs));
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if matches!(self, ApiError::Unauthorized) {
             response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

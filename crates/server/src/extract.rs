@@ -147,7 +147,10 @@ pub fn token(raw: &str) -> Result<AppToken, ApiError> {
 
 /// A chat or message number from a path or query; anything but a positive integer is a 400.
 pub fn number<N: std::str::FromStr>(raw: &str, field: &'static str) -> Result<N, ApiError> {
-    raw.parse().map_err(|_| ApiError::bad_request(Some(field), format!("{field} must be a positive integer")))
+    raw.parse().map_err(|_| {
+        let why = chatd_core::InvalidInput::NotAPositiveInteger;
+        ApiError::bad_request(Some(field), format!("{field} {why}"))
+    })
 }
 
 /// `limit`, `after`, `before` and `order` of a list request, with keys still raw.

@@ -4,9 +4,11 @@
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod reindex;
 pub mod routes;
 pub mod search;
+pub mod serve;
 pub mod startup;
 pub mod telemetry;
 pub mod views;

@@ -37,7 +37,7 @@ impl std::fmt::Debug for AppState {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// The full API (port 3000 by default).
+/// The full API (port 3000 by default), health checks aside.
 pub fn api_router(state: AppState) -> Router {
     Router::new()
         .route("/applications", get(list_applications).post(create_application))
@@ -53,21 +53,21 @@ pub fn api_router(state: AppState) -> Router {
             "/applications/{token}/chats/{chat}/messages/{message}",
             get(get_message).put(update_message).patch(update_message),
         )
-        .merge(operations())
         .with_state(state)
 }
 
-/// The creation routes only (port 8080 by default), for clients of the old Go service.
+/// The creation routes only (port 8080 by default), for clients of the old Go service;
+/// health checks aside.
 pub fn creation_router(state: AppState) -> Router {
     Router::new()
         .route("/applications/{token}/chats", post(create_chat))
         .route("/applications/{token}/chats/{chat}/messages", post(create_message))
-        .merge(operations())
         .with_state(state)
 }
 
-fn operations() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/ready", get(ready))
+/// Health checks, served on both listeners and exempt from the request limits.
+pub fn operations(state: AppState) -> Router {
+    Router::new().route("/health", get(health)).route("/ready", get(ready)).with_state(state)
 }
 
 /// Layers shared by both listeners: JSON fallbacks and the logging of hidden 5xx detail.

@@ -22,7 +22,9 @@ use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
 use chatd_store_sqlite::SqliteSource;
 
 use crate::config::{Config, Listen};
+use crate::limits::Limiters;
 use crate::search::BlockingSearch;
+use crate::serve::{self, OpenConnections};
 
 /// Directory of the search index inside the data directory.
 pub const SEARCH_DIR: &str = "search";
@@ -39,6 +41,8 @@ pub struct Application {
     indexed: Arc<Progress>,
     api: (TcpListener, Router),
     creation: Option<(TcpListener, Router)>,
+    open_connections: OpenConnections,
+    header_timeout: Duration,
     shutdown_timeout: Duration,
 }
 
@@ -72,7 +76,9 @@ impl Application {
             admin_key: config.admin_key.as_deref().map(Arc::from),
             max_message_bytes: config.max_message_bytes,
         };
+        let limiters = Limiters::new(config.request_limits());
         let finish = |router: Router| {
+            let router = limiters.apply(router).merge(routes::operations(state.clone()));
             routes::finish(router).layer(DefaultBodyLimit::max(config.max_request_bytes)).layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request| {
                     // The matched route, never the raw path: paths carry tokens.
@@ -85,7 +91,7 @@ impl Application {
         let creation = match config.creation_listen {
             Listen::Off => None,
             Listen::On(addr) => {
-                Some((TcpListener::bind(addr).await?, finish(routes::creation_router(state))))
+                Some((TcpListener::bind(addr).await?, finish(routes::creation_router(state.clone()))))
             }
         };
         Ok(Application {
@@ -94,6 +100,8 @@ impl Application {
             indexed,
             api,
             creation,
+            open_connections: OpenConnections::new(config.max_connections as usize),
+            header_timeout: Duration::from_secs(config.header_timeout),
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
         })
     }
@@ -125,17 +133,15 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
         for (listener, router) in std::iter::once(self.api).chain(self.creation) {
-            let mut stop = stop_rx.clone();
             // Trailing slashes are trimmed before routing, so `/applications/` works too.
             let service = NormalizePathLayer::trim_trailing_slash().layer(router);
-            let service = axum::ServiceExt::<Request>::into_make_service(service);
-            servers.spawn(async move {
-                axum::serve(listener, service)
-                    .with_graceful_shutdown(async move {
-                        let _ = stop.wait_for(|s| *s).await;
-                    })
-                    .await
-            });
+            servers.spawn(serve::serve(
+                listener,
+                service,
+                self.open_connections.clone(),
+                self.header_timeout,
+                stop_rx.clone(),
+            ));
         }
         tokio::spawn(async move {
             shutdown.await;

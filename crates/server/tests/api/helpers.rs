@@ -185,6 +185,33 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+/// Reads one HTTP/1.1 answer with a `content-length` body: status, head, JSON body.
+pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> (u16, String, Value) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed before a whole answer: {:?}", String::from_utf8_lossy(&buf));
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a content-length");
+    while buf.len() < head_end + length {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed inside the body");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
+    (status, head, serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null))
+}
+
 /// Asserts an error answer: its status, its `error` code, and the JSON shape of SPEC §3.
 pub async fn assert_error(r: Response, status: u16, code: &str) -> Value {
     assert_eq!(r.status().as_u16(), status, "status");
@@ -205,17 +232,27 @@ pub fn chatd_command() -> std::process::Command {
 
 /// Spawns `command` and returns the child with its API's base URL, read from its
 /// "listening" log line (so it may bind port 0).
-pub fn start_process(mut command: std::process::Command) -> (std::process::Child, String) {
+pub fn start_process(command: std::process::Command) -> (std::process::Child, String) {
+    let (child, base, _) = start_process_logged(command);
+    (child, base)
+}
+
+/// [`start_process`], also handing back the log lines up to the "listening" one.
+pub fn start_process_logged(
+    mut command: std::process::Command,
+) -> (std::process::Child, String, Vec<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = command.spawn().expect("chatd starts");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
     let addr = loop {
         let line = lines.next().expect("chatd logs its address before exiting").unwrap();
         if let Some(rest) = line.split("api=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
+        log.push(line);
     };
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, format!("http://{addr}"))
+    (child, format!("http://{addr}"), log)
 }
