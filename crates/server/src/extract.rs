@@ -114,13 +114,44 @@ impl<S: Send + Sync> FromRequest<S> for Params {
                 .into_iter()
                 .map(|(k, v)| (k, serde_json::Value::String(v)))
                 .collect(),
-            Some(BodyKind::Json) => match serde_json::from_slice::<serde_json::Value>(&bytes) {
-                Ok(serde_json::Value::Object(map)) => map.into_iter().collect(),
-                Ok(_) => return Err(ApiError::bad_request(None, "the JSON body must be an object")),
+            Some(BodyKind::Json) => match serde_json::from_slice::<JsonObject>(&bytes) {
+                Ok(JsonObject(map)) => map,
+                Err(e) if e.classify() == serde_json::error::Category::Data => {
+                    let message = "the JSON body must be an object that names each key once";
+                    return Err(ApiError::bad_request(None, message));
+                }
                 Err(_) => return Err(ApiError::bad_request(None, "the JSON body is malformed")),
             },
         };
         Ok(Params { from_query, from_body })
+    }
+}
+
+/// A JSON body's top-level object, refusing a key given twice (which JSON parsers settle
+/// differently: the last wins here, the first elsewhere) just as query strings and forms do.
+struct JsonObject(HashMap<String, serde_json::Value>);
+
+impl<'de> serde::Deserialize<'de> for JsonObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = JsonObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<JsonObject, A::Error> {
+                let mut map = HashMap::new();
+                while let Some(key) = access.next_key::<String>()? {
+                    if map.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!("key {key:?} is given twice")));
+                    }
+                    let value = access.next_value()?;
+                    map.insert(key, value);
+                }
+                Ok(JsonObject(map))
+            }
+        }
+        deserializer.deserialize_map(Keys)
     }
 }
 

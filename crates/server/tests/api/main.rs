@@ -8,6 +8,7 @@ mod concurrency;
 mod crash;
 mod errors;
 mod helpers;
+mod hostile;
 mod limits;
 mod messages;
 mod process;
