@@ -219,3 +219,10 @@ pub fn start_process(mut command: std::process::Command) -> (std::process::Child
     std::thread::spawn(move || lines.for_each(drop));
     (child, format!("http://{addr}"))
 }
+
+/// Starts the binary on a data directory, API only, on a port of its choosing.
+pub fn start_chatd(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut command = chatd_command();
+    command.args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--data-dir"]).arg(data_dir);
+    start_process(command)
+}

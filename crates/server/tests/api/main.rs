@@ -8,6 +8,7 @@ mod concurrency;
 mod crash;
 mod errors;
 mod helpers;
+mod jepsen;
 mod messages;
 mod process;
 mod restart;
