@@ -6,6 +6,7 @@ mod applications;
 mod chats;
 mod concurrency;
 mod crash;
+mod disk_full;
 mod errors;
 mod helpers;
 mod jepsen;
