@@ -116,6 +116,8 @@ struct Model {
     owned: Vec<Vec<MsgKey>>,
     /// Numbers acknowledged twice, and answers no request should get.
     duplicated: usize,
+    /// Acknowledged messages whose number was later acknowledged again, for another body.
+    displaced: Vec<(MsgKey, History)>,
     errors: Vec<String>,
     next_uid: u64,
     acked_chat_creates: usize,
@@ -205,8 +207,9 @@ async fn worker(id: usize, mut rng: Rng, client: Client, base: String, model: Ar
                 Reply::Ok(v) => {
                     let key = (app, chat, v["number"].as_i64().unwrap());
                     let history = History { versions: vec![(body, Outcome::Acked)] };
-                    if m.messages.insert(key, history).is_some() {
+                    if let Some(displaced) = m.messages.insert(key, history) {
                         m.duplicated += 1;
+                        m.displaced.push((key, displaced));
                     }
                     m.owned[id].push(key);
                     m.acked_message_creates += 1;
@@ -277,6 +280,8 @@ struct Findings {
     unsearchable: usize,
     /// Searches that still find a message by a body it no longer has.
     stale_search: usize,
+    /// Unknown-outcome requests found applied, and found not applied. An unknown edit
+    /// followed by a later edit of the same message cannot be decided either way.
     unknown_applied: usize,
     unknown_absent: usize,
     stored_messages: usize,
@@ -358,17 +363,22 @@ async fn check(client: &Client, base: &str, model: &Model) -> Findings {
             f.flag(format!("acknowledged chat {chat} of app {app} is missing"));
         }
     }
-    for (key, history) in &model.messages {
+    let displaced = model.displaced.iter().map(|(k, h)| (k, h));
+    for (key, history) in model.messages.iter().chain(displaced) {
         match stored.get(key) {
             None => {
                 f.lost += 1;
                 f.flag(format!("acknowledged message {key:?} is missing"));
             }
-            Some(body) if !history.allowed().contains(body.as_str()) => {
+            Some(body) if history.allowed().contains(body.as_str()) => {}
+            Some(body) if history.versions.iter().any(|(b, _)| b == body) => {
                 f.stale_edits += 1;
                 f.flag(format!("message {key:?} shows {body:?}; history {:?}", history.versions));
             }
-            Some(_) => {}
+            Some(body) => {
+                f.lost += 1;
+                f.flag(format!("acknowledged message {key:?} shows {body:?}, never sent to it"));
+            }
         }
         let last = history.versions.last().unwrap();
         if history.versions.len() > 1 && last.1 == Outcome::Unknown {
@@ -499,7 +509,7 @@ async fn jepsen_kill_9_cycles_lose_and_duplicate_nothing() {
     child.wait().unwrap();
     report(&format!(
         "jepsen: seed={seed} cycles={cycles} acked_creates={} (chats={} messages={}) acked_edits={} \
-         unknown={} (applied={} absent={}) refused={} stored_chats={} stored_messages={} lost={} \
+         unknown={} (applied={} absent={} undecidable={}) refused={} stored_chats={} stored_messages={} lost={} \
          duplicated={} foreign={} gaps={} count_mismatches={} stale_edits={} unsearchable={} \
          stale_search={} errors={} elapsed={:.1}s",
         model.acked_chat_creates + model.acked_message_creates,
@@ -509,6 +519,7 @@ async fn jepsen_kill_9_cycles_lose_and_duplicate_nothing() {
         model.unknown,
         f.unknown_applied,
         f.unknown_absent,
+        model.unknown.saturating_sub(f.unknown_applied + f.unknown_absent),
         model.refused,
         f.stored_chats,
         f.stored_messages,
