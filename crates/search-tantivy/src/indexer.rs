@@ -1,7 +1,7 @@
 //! The indexer thread, and the offline rebuild used by `chatd reindex`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,8 @@ impl Default for IndexerOptions {
 pub struct Indexer {
     stop: Arc<AtomicBool>,
     committed: Arc<Progress>,
+    /// Catch-ups that failed (each is retried after the poll interval).
+    failures: Arc<AtomicU64>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -70,11 +72,15 @@ impl Indexer {
         }
         indexed.publish(start);
         let stop = Arc::new(AtomicBool::new(false));
+        let failures = Arc::new(AtomicU64::new(0));
         let handle = {
-            let (stop, committed) = (stop.clone(), committed.clone());
+            let (stop, committed, failures) = (stop.clone(), committed.clone(), failures.clone());
             std::thread::Builder::new()
                 .name("chatd-indexer".into())
                 .spawn(move || {
+                    // `None` after a failure: the writer is dropped (which discards what it
+                    // had not committed) and a fresh one is taken at the next attempt.
+                    let mut writer = Some(writer);
                     let mut done = start;
                     let mut last_commit = Instant::now() - options.min_commit_interval;
                     loop {
@@ -90,14 +96,14 @@ impl Indexer {
                         }
                         let mut published = |seq| indexed.publish(seq);
                         let feed = feed.as_ref();
-                        match catch_up(
-                            &index,
-                            &mut writer,
-                            feed,
-                            done,
-                            options.read_batch,
-                            Some(&mut published),
-                        ) {
+                        let batch = options.read_batch;
+                        let caught_up = match &mut writer {
+                            Some(w) => catch_up(&index, w, feed, done, batch, Some(&mut published)),
+                            None => index.writer().and_then(|w| {
+                                catch_up(&index, writer.insert(w), feed, done, batch, Some(&mut published))
+                            }),
+                        };
+                        match caught_up {
                             Ok(seq) => {
                                 // Caught up: every change up to `target` was committed before
                                 // the feed was read, so all of them are covered (a sequence
@@ -107,8 +113,12 @@ impl Indexer {
                                 indexed.publish(done);
                             }
                             Err(e) => {
+                                failures.fetch_add(1, Ordering::Relaxed);
                                 tracing::error!(error = %e, "indexing failed; retrying");
-                                let _ = writer.rollback();
+                                // Not `rollback`: when it fails (as on a full disk) the writer
+                                // has given up its lock, and a second rollback panics. A new
+                                // writer starts from the last commit just the same.
+                                writer = None;
                                 // Resume from what the index has committed, not from where
                                 // this catch-up began: part of it may be committed already.
                                 done = index.indexed_seq().unwrap_or(done);
@@ -123,7 +133,12 @@ impl Indexer {
                 })
                 .map_err(chatd_core::StoreError::internal)?
         };
-        Ok(Indexer { stop, committed, handle: Some(handle) })
+        Ok(Indexer { stop, committed, failures, handle: Some(handle) })
+    }
+
+    /// How many catch-ups have failed so far (e.g. on a full disk); each is retried.
+    pub fn failures(&self) -> Arc<AtomicU64> {
+        self.failures.clone()
     }
 
     /// Indexes everything committed so far, then stops the thread.

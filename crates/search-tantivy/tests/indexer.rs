@@ -156,3 +156,33 @@ async fn a_failed_edit_leaves_no_gap_the_indexer_waits_for() {
     s.wait_indexed();
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_indexer_keeps_retrying_when_its_directory_fails_and_catches_up_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let failures = s.indexer.as_ref().unwrap().failures();
+    let (token, chat) = app_with_chat(&s.store).await;
+    s.store.create_message(token.clone(), chat, body("before")).await.unwrap();
+    s.wait_indexed();
+
+    // The index's files vanish from under it (as a full or failing disk makes every write
+    // fail): each catch-up fails, and so does taking a new writer, several times over.
+    let (search, away) = (dir.path().join("search"), dir.path().join("search-away"));
+    std::fs::rename(&search, &away).unwrap();
+    s.store.create_message(token.clone(), chat, body("during")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while failures.load(std::sync::atomic::Ordering::Relaxed) < 3 {
+        assert!(Instant::now() < deadline, "the indexer did not retry");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::rename(&away, &search).unwrap();
+    s.store.create_message(token.clone(), chat, body("after")).await.unwrap();
+
+    s.wait_indexed();
+    let key = s.source.chat_key(&token, chat).unwrap();
+    assert_eq!(s.candidates(key, "during"), [2]);
+    assert_eq!(s.candidates(key, "after"), [3]);
+    assert_eq!(s.candidates(key, "before"), [1]);
+    s.stop().await;
+}

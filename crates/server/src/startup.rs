@@ -121,6 +121,11 @@ impl Application {
         self.indexed.clone()
     }
 
+    /// How many times indexing failed and was retried (e.g. on a full disk).
+    pub fn index_failures(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.indexer.failures()
+    }
+
     /// The store, for statistics.
     pub fn store(&self) -> Arc<SqliteStore> {
         self.store.clone()

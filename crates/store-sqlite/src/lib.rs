@@ -29,7 +29,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
 
 use readers::{Idle, Readers};
-use writer::{JobSender, Op, WriteCtx};
+use writer::{JobSender, Op, WriteCtx, WriteFault};
 pub use writer::{WriterStats, WriterStatsSnapshot};
 
 /// Name of the database file inside the data directory.
@@ -83,7 +83,15 @@ pub struct SqliteStore {
     stats: Arc<WriterStats>,
     /// The last change sequence committed; the search indexer waits on it.
     committed: Arc<Progress>,
+    /// Set while writes fail for want of storage.
+    fault: Arc<WriteFault>,
+    /// Where the database lives, to measure its free space.
+    data_dir: PathBuf,
 }
+
+/// After writes failed for want of storage, the free space `/ready` waits for before it says
+/// writes are accepted again: room for one request of the largest default size (1 MiB).
+const FREE_SPACE_TO_RESUME: u64 = 1024 * 1024;
 
 impl SqliteStore {
     /// Opens (or creates) the database, migrates it, and starts the writer thread.
@@ -96,12 +104,14 @@ impl SqliteStore {
         schema::migrate(&mut db).map_err(map_err)?;
         let stats = Arc::new(WriterStats::default());
         let committed = Arc::new(Progress::default());
+        let fault = Arc::new(WriteFault::default());
         let (sender, handle) = writer::spawn(
             db,
             options.queue_capacity.max(1),
             options.max_batch.max(1),
             stats.clone(),
             committed.clone(),
+            fault.clone(),
         )
         .map_err(StoreError::internal)?;
         Ok(SqliteStore {
@@ -110,6 +120,8 @@ impl SqliteStore {
             readers: Readers::new(path, options.readers.max(1)),
             stats,
             committed,
+            fault,
+            data_dir: options.data_dir.clone(),
         })
     }
 
@@ -284,11 +296,29 @@ impl Ingest for SqliteStore {
     }
 
     async fn ready(&self) -> StoreResult<()> {
-        let guard = self.sender.read().unwrap_or_else(PoisonError::into_inner);
-        match guard.as_ref() {
-            Some(sender) if !sender.is_closed() => Ok(()),
-            _ => Err(shutting_down()),
+        {
+            let guard = self.sender.read().unwrap_or_else(PoisonError::into_inner);
+            match guard.as_ref() {
+                Some(sender) if !sender.is_closed() => {}
+                _ => return Err(shutting_down()),
+            }
         }
+        if let Some(why) = self.fault.get() {
+            // The last batch failed (e.g. the disk was full). Rather than wait for a client's
+            // write to find out whether that is over: first the free space (a one-page probe
+            // fits long before a real batch does), then a commit, which clears the fault.
+            let dir = self.data_dir.clone();
+            let available = tokio::task::spawn_blocking(move || fs4::available_space(dir))
+                .await
+                .map_err(StoreError::internal)?
+                // When the space cannot be measured, the probe commit alone decides.
+                .unwrap_or(u64::MAX);
+            if available < FREE_SPACE_TO_RESUME {
+                return Err(StoreError::Unavailable(format!("{why}; {available} bytes free")));
+            }
+            self.submit(|db, _| queries::probe_write(db)).await?;
+        }
+        Ok(())
     }
 }
 

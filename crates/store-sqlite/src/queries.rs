@@ -203,6 +203,14 @@ pub(crate) fn update_message(
         .ok_or(StoreError::MessageNotFound)
 }
 
+/// A write that changes nothing but still makes the commit write a page: rewrites the file
+/// header's `application_id` (unused by chatd) with its own value. Tells `/ready` whether a
+/// commit fits on the disk now.
+pub(crate) fn probe_write(db: &Connection) -> StoreResult<()> {
+    let id: i64 = db.query_row("PRAGMA application_id", [], |r| r.get(0)).db()?;
+    db.execute_batch(&format!("PRAGMA application_id = {id}")).db()
+}
+
 // ---------------------------------------------------------------- search source and feed
 
 pub(crate) fn chat_key(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<ChatKey> {

@@ -3,8 +3,8 @@
 //! transaction (group commit), commits once, and only then answers each job. Numbers are
 //! assigned here, so they cannot race, and a reply is never sent for an uncommitted row.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use chatd_core::progress::Progress;
@@ -146,6 +146,22 @@ impl WriterStats {
     }
 }
 
+/// Why the last batch could not be written, while that lasts: set when a batch fails for
+/// want of storage (disk full, I/O error), cleared by the next batch that commits. `/ready`
+/// reports it instead of claiming that writes are accepted.
+#[derive(Debug, Default)]
+pub(crate) struct WriteFault(Mutex<Option<String>>);
+
+impl WriteFault {
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn set(&self, why: Option<String>) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = why;
+    }
+}
+
 pub(crate) type JobSender = mpsc::Sender<Box<dyn Job>>;
 
 /// Starts the writer thread on `db`. It runs until every sender is dropped, then applies
@@ -156,6 +172,7 @@ pub(crate) fn spawn(
     max_batch: usize,
     stats: Arc<WriterStats>,
     committed: Arc<Progress>,
+    fault: Arc<WriteFault>,
 ) -> std::io::Result<(JobSender, JoinHandle<()>)> {
     let last_seq: i64 = db
         .query_row("SELECT coalesce(max(change_seq), 0) FROM messages", [], |r| r.get(0))
@@ -164,7 +181,7 @@ pub(crate) fn spawn(
     let (tx, rx) = mpsc::channel(capacity);
     let handle = std::thread::Builder::new()
         .name("chatd-writer".into())
-        .spawn(move || run(db, rx, max_batch, last_seq, &stats, &committed))?;
+        .spawn(move || run(db, rx, max_batch, last_seq, &stats, &committed, &fault))?;
     Ok((tx, handle))
 }
 
@@ -175,6 +192,7 @@ fn run(
     mut last_seq: i64,
     stats: &WriterStats,
     committed: &Progress,
+    fault: &WriteFault,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -193,9 +211,15 @@ fn run(
                 last_seq = ctx.last_seq;
                 stats.record(size);
                 committed.publish(last_seq);
+                fault.set(None);
                 tracing::trace!(size, "committed batch");
             }
-            Some(e) => tracing::error!(error = %e, size, "batch failed; nothing of it was written"),
+            Some(e) => {
+                tracing::error!(error = %e, size, "batch failed; nothing of it was written");
+                if let StoreError::Unavailable(why) = e {
+                    fault.set(Some(why.clone()));
+                }
+            }
         }
         for job in batch.drain(..) {
             job.answer(failure.as_ref());

@@ -2,22 +2,13 @@
 //! create survives with its number, and nothing is half-written.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{chatd_command, follow_pages, start_process};
-
-/// Starts the binary on a data directory, API only.
-fn start_chatd(data_dir: &Path) -> (Child, String) {
-    let mut command = chatd_command();
-    command.args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--data-dir"]).arg(data_dir);
-    start_process(command)
-}
+use crate::helpers::{follow_pages, start_chatd};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_no_acknowledged_create() {

@@ -24,6 +24,8 @@ pub struct TestApp {
     pub store: Arc<SqliteStore>,
     /// How far the search index has caught up.
     pub indexed: Arc<Progress>,
+    /// Failed (and retried) index catch-ups.
+    pub index_failures: Arc<std::sync::atomic::AtomicU64>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Kept so that the directory lives as long as the app; `stop` hands it back.
@@ -48,6 +50,7 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
     let creation = app.creation_addr().map(|a| format!("http://{a}")).unwrap_or_default();
     let store = app.store();
     let indexed = app.indexed();
+    let index_failures = app.index_failures();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -59,6 +62,7 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
         client: Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         store,
         indexed,
+        index_failures,
         shutdown: Some(tx),
         server: Some(server),
         dir: Some(dir),
@@ -255,4 +259,11 @@ pub fn start_process_logged(
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
     (child, format!("http://{addr}"), log)
+}
+
+/// Starts the binary on a data directory, API only, on a port of its choosing.
+pub fn start_chatd(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    let mut command = chatd_command();
+    command.args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--data-dir"]).arg(data_dir);
+    start_process(command)
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{chatd_command, start_process};
+use crate::helpers::{chatd_command, start_chatd, start_process};
 
 /// Sends SIGTERM and waits (bounded) for the exit status.
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
@@ -55,15 +55,10 @@ async fn configuration_comes_from_a_dot_env_file_and_sigterm_stops_cleanly() {
 #[tokio::test]
 async fn reindex_rebuilds_the_index_and_refuses_while_the_server_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = |dir: &std::path::Path| {
-        let mut command = chatd_command();
-        command.args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--data-dir"]).arg(dir);
-        start_process(command)
-    };
     let reindex = |dir: &std::path::Path| {
         Command::new(env!("CARGO_BIN_EXE_chatd")).arg("reindex").arg("--data-dir").arg(dir).output().unwrap()
     };
-    let (mut child, base) = serve(dir.path());
+    let (mut child, base) = start_chatd(dir.path());
     let client = Client::new();
     let r = client.post(format!("{base}/applications")).json(&json!({"name": "re"})).send().await.unwrap();
     let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
@@ -100,7 +95,7 @@ async fn reindex_rebuilds_the_index_and_refuses_while_the_server_runs() {
         assert_eq!(found, [1, 3]);
     }
 
-    let (mut child, base) = serve(dir.path());
+    let (mut child, base) = start_chatd(dir.path());
     let url = format!("{base}/applications/{token}/chats/1/messages/search?keyword=alpha");
     let found: Vec<Value> = client.get(url).send().await.unwrap().json().await.unwrap();
     let numbers: Vec<i64> = found.iter().map(|m| m["number"].as_i64().unwrap()).collect();
