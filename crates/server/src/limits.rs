@@ -20,11 +20,19 @@ use futures::future::Either;
 // No extra headers on allowed answers.
 use governor::middleware::NoOpMiddleware;
 use tower::{Layer, Service};
-use tower_governor::governor::{GovernorConfig, GovernorConfigBuilder};
+use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::{KeyExtractor, PeerIpKeyExtractor};
 use tower_governor::{GovernorError, GovernorLayer};
 
 use crate::error::ApiError;
+
+/// tower_governor's keyed limiter, as its services share it.
+type SharedLimiter<Key> = governor::RateLimiter<
+    Key,
+    governor::state::keyed::DefaultKeyedStateStore<Key>,
+    governor::clock::DefaultClock,
+    NoOpMiddleware,
+>;
 
 /// A sustained rate and the burst allowed above it; a rate of 0 turns the limit off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,26 +122,27 @@ where
         .burst_size(limit.burst.max(1))
         .finish()
         .expect("a non-zero period and burst make a configuration");
-    let config = Arc::new(config);
-    forget_idle_keys(Arc::downgrade(&config));
+    // The services hold the limiter, not the configuration (dropped with the layer once the
+    // router is built): follow the limiter.
+    forget_idle_keys(Arc::downgrade(config.limiter()));
     Some(GovernorLayer::new(config).error_handler(rate_limited))
 }
 
 /// Drops the buckets of keys that have been quiet long enough to be full again, once a
 /// minute, so that the maps do not grow with every IP and token ever seen. Ends when the
-/// layer is dropped.
-fn forget_idle_keys<K: KeyExtractor + Send + Sync + 'static>(config: Weak<GovernorConfig<K, NoOpMiddleware>>)
+/// services using the limiter are dropped.
+fn forget_idle_keys<Key>(limiter: Weak<SharedLimiter<Key>>)
 where
-    K::Key: Send + Sync,
+    Key: Clone + std::hash::Hash + Eq + Send + Sync + 'static,
 {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
         loop {
             tick.tick().await;
-            let Some(config) = config.upgrade() else { return };
-            config.limiter().retain_recent();
-            config.limiter().shrink_to_fit();
+            let Some(limiter) = limiter.upgrade() else { return };
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
         }
     });
 }

@@ -46,6 +46,10 @@ fn json_post(target: &str, body: &[u8]) -> Vec<u8> {
     request("POST", target.as_bytes(), &["Content-Type: application/json"], body)
 }
 
+fn form_post(target: &str, body: &[u8]) -> Vec<u8> {
+    request("POST", target.as_bytes(), &["Content-Type: application/x-www-form-urlencoded"], body)
+}
+
 fn case(name: &'static str, request: Vec<u8>, status: u16, code: Option<&'static str>) -> Case {
     Case { name, request, status, code }
 }
@@ -69,7 +73,7 @@ fn cases(t: &str) -> Vec<Case> {
         case("lone surrogate escape in JSON", json_post(&msgs, br#"{"body": "\ud800"}"#), 400, bad),
         case(
             "%FF in a form body",
-            request("POST", msgs.as_bytes(), &["Content-Type: application/x-www-form-urlencoded"], b"body=%FF"),
+            form_post(&msgs, b"body=%FF"),
             400,
             bad,
         ),
@@ -80,7 +84,7 @@ fn cases(t: &str) -> Vec<Case> {
         case("raw NUL byte in a JSON body", json_post(&msgs, b"{\"body\": \"a\0b\"}"), 400, bad),
         case(
             "NUL in a form body",
-            request("POST", msgs.as_bytes(), &["Content-Type: application/x-www-form-urlencoded"], b"body=a%00b"),
+            form_post(&msgs, b"body=a%00b"),
             422,
             invalid,
         ),
@@ -109,7 +113,7 @@ fn cases(t: &str) -> Vec<Case> {
         case("duplicate JSON key", json_post(&msgs, br#"{"body": "a", "body": "b"}"#), 400, bad),
         case(
             "duplicate form key",
-            request("POST", msgs.as_bytes(), &["Content-Type: application/x-www-form-urlencoded"], b"body=a&body=b"),
+            form_post(&msgs, b"body=a&body=b"),
             400,
             bad,
         ),
