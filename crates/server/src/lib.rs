@@ -4,6 +4,7 @@
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod reindex;
 pub mod routes;
 pub mod search;

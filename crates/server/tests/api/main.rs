@@ -9,6 +9,7 @@ mod crash;
 mod errors;
 mod helpers;
 mod messages;
+mod openapi;
 mod process;
 mod restart;
 mod search;
