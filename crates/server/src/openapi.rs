@@ -108,14 +108,6 @@ pub mod params {
         body: Option<MessageText>,
     }
 
-    /// The direction of a list.
-    #[derive(Debug, ToSchema)]
-    #[schema(rename_all = "lowercase")]
-    pub enum Direction {
-        Asc,
-        Desc,
-    }
-
     /// `limit` and `order` of every list (SPEC §3 "Lists").
     #[derive(Debug, IntoParams)]
     #[into_params(parameter_in = Query)]
@@ -123,9 +115,17 @@ pub mod params {
         /// Rows per page. When more rows exist, a `Link: <…>; rel="next"` header leads on.
         #[param(minimum = 1, maximum = 1000, default = json!(100))]
         limit: Option<u32>,
-        /// Ascending or descending by number (applications: by creation).
-        #[param(inline, default = json!("asc"))]
-        order: Option<Direction>,
+        #[param(schema_with = direction)]
+        order: Option<String>,
+    }
+
+    /// `asc` (the default) or `desc`.
+    fn direction() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["asc", "desc"]))
+            .default(Some("asc".into()))
+            .description(Some("Ascending or descending by number (applications: by creation)."))
     }
 
     /// The keyset cursors of a list of chats or messages: exclusive bounds on the number.
@@ -164,8 +164,9 @@ pub mod params {
         /// Results at most.
         #[param(minimum = 1, maximum = 1000, default = json!(50))]
         limit: Option<u32>,
-        /// Results to skip; `offset + limit` is at most 10000.
-        #[param(minimum = 0, maximum = 9999, default = json!(0))]
+        /// Results to skip. The server takes any `offset + limit` up to 10000; any offset up
+        /// to 9000 works with any `limit`.
+        #[param(minimum = 0, maximum = 9000, default = json!(0))]
         offset: Option<u32>,
     }
 }
@@ -328,5 +329,30 @@ impl Modify for Common {
         if let Some(components) = openapi.components.as_mut() {
             components.add_security_scheme("admin_key", SecurityScheme::Http(scheme));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chatd_core::{Limit, search};
+    use serde_json::Value;
+
+    /// The bounds written as literals in the parameter attributes are the code's constants.
+    #[test]
+    fn documented_bounds_are_the_code_s() {
+        let doc: Value = serde_json::from_str(super::json()).expect("the document is JSON");
+        let schema = |path: &str, name: &str| {
+            let parameters = doc["paths"][path]["get"]["parameters"].as_array().expect("parameters").clone();
+            parameters.into_iter().find(|p| p["name"] == name).expect("the parameter")["schema"].clone()
+        };
+        let list = "/applications/{token}/chats";
+        assert_eq!(schema(list, "limit")["maximum"], Limit::MAX);
+        assert_eq!(schema(list, "limit")["default"], Limit::DEFAULT.get());
+        let found = "/applications/{token}/chats/{chat}/messages/search";
+        assert_eq!(schema(found, "limit")["maximum"], search::MAX_LIMIT);
+        assert_eq!(schema(found, "limit")["default"], search::DEFAULT_LIMIT);
+        assert_eq!(schema(found, "offset")["maximum"], search::MAX_DEPTH - search::MAX_LIMIT);
+        assert_eq!(schema(found, "keyword")["maxLength"], search::MAX_KEYWORD_CHARS);
+        assert_eq!(schema(found, "q")["maxLength"], search::MAX_KEYWORD_CHARS);
     }
 }
