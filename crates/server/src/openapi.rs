@@ -220,7 +220,8 @@ fn answer_for<const N: usize>(when: &str, cases: [ApiError; N]) -> Response {
 }
 
 macro_rules! error_answers {
-    ($($(#[doc = $doc:literal])+ $name:ident => [$($case:expr),+ $(,)?];)+) => {$(
+    ($($(#[doc = $doc:literal])+ $name:ident => [$($case:expr),+ $(,)?];)+) => {
+    $(
         $(#[doc = $doc])+
         #[derive(Debug)]
         pub struct $name;
@@ -230,7 +231,14 @@ macro_rules! error_answers {
                 (stringify!($name), answer_for(concat!($($doc),+).trim(), [$($case),+]).into())
             }
         }
-    )+};
+    )+
+
+        /// Each error answer's name and the statuses of the cases it stands for.
+        #[cfg(test)]
+        fn error_statuses() -> Vec<(&'static str, Vec<u16>)> {
+            vec![$((stringify!($name), [$($case),+].iter().map(|c| c.parts().0.as_u16()).collect())),+]
+        }
+    };
 }
 
 error_answers! {
@@ -336,6 +344,30 @@ impl Modify for Common {
 mod tests {
     use chatd_core::{Limit, search};
     use serde_json::Value;
+
+    /// Every operation's error answers stand under the status their cases really have.
+    #[test]
+    fn error_answers_are_documented_under_their_status() {
+        let mut statuses = super::error_statuses();
+        statuses.push(("RateLimited", vec![429]));
+        for (_, of_cases) in &statuses {
+            assert!(of_cases.windows(2).all(|w| w[0] == w[1]), "one answer, one status: {statuses:?}");
+        }
+        let doc: Value = serde_json::from_str(super::json()).expect("the document is JSON");
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("operations") {
+                for (status, answer) in operation["responses"].as_object().expect("responses") {
+                    let Some(reference) = answer["$ref"].as_str() else { continue };
+                    let name = reference.rsplit('/').next().unwrap_or_default();
+                    let (_, of_cases) = statuses.iter().find(|(n, _)| *n == name).expect("a known answer");
+                    assert_eq!(status, &of_cases[0].to_string(), "{method} {path}: {name}");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 50, "{checked}");
+    }
 
     /// The bounds written as literals in the parameter attributes are the code's constants.
     #[test]
