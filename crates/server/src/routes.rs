@@ -257,8 +257,7 @@ fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     params(PageQuery, TokenCursor),
     security(("admin_key" = [])),
     responses(
-        (status = 200, description = "The applications, one page", body = Vec<ApplicationView>,
-),
+        (status = 200, description = "The applications, one page", body = Vec<ApplicationView>),
         (status = 400, response = BadRequest),
         (status = 401, response = Unauthorized),
         (status = 422, response = InvalidParameter),
@@ -342,8 +341,7 @@ async fn update_application(
     get, path = "/applications/{token}/chats", tag = "chats",
     params(AppPath, PageQuery, NumberCursor),
     responses(
-        (status = 200, description = "The chats, one page", body = Vec<ChatView>,
-),
+        (status = 200, description = "The chats, one page", body = Vec<ChatView>),
         (status = 400, response = BadRequest),
         (status = 404, response = NoApplication),
         (status = 422, response = InvalidParameter),
@@ -404,8 +402,7 @@ async fn get_chat(State(s): State<AppState>, ApiPath(p): ApiPath<ChatPath>) -> A
     get, path = "/applications/{token}/chats/{chat}/messages", tag = "messages",
     params(ChatPath, PageQuery, NumberCursor),
     responses(
-        (status = 200, description = "The messages, one page", body = Vec<MessageView>,
-),
+        (status = 200, description = "The messages, one page", body = Vec<MessageView>),
         (status = 400, response = BadRequest),
         (status = 404, response = NoChat),
         (status = 422, response = InvalidParameter),
