@@ -32,6 +32,8 @@ pub enum Command {
     /// Rebuild the search index from the database. Stop the server first: the index
     /// allows one writer, so this refuses to run while chatd serves the same directory.
     Reindex(ReindexArgs),
+    /// Print the OpenAPI document of the API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 /// Arguments of `chatd reindex`.

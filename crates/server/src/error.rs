@@ -79,7 +79,7 @@ impl ApiError {
     }
 
     /// Status, stable code, and the sentence shown to the client: the one table.
-    fn parts(&self) -> (StatusCode, &'static str, &str) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, &str) {
         use ApiError::*;
         match self {
             BadRequest { message, .. } => (StatusCode::BAD_REQUEST, "bad_request", message),

@@ -1,8 +1,9 @@
 //! The `chatd` binary: parse configuration, start logging, serve until SIGTERM or Ctrl-C
-//! (or rebuild the search index with `chatd reindex`).
+//! (or rebuild the search index with `chatd reindex`, or print the OpenAPI document with
+//! `chatd openapi`).
 
 use chatd_server::config::Command;
-use chatd_server::{Application, Cli, reindex, telemetry};
+use chatd_server::{Application, Cli, openapi, reindex, telemetry};
 use clap::Parser;
 
 #[tokio::main]
@@ -14,6 +15,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Reindex(args) => {
             telemetry::init("info");
             return tokio::task::spawn_blocking(move || reindex::run(&args)).await?;
+        }
+        Command::Openapi => {
+            print!("{}", openapi::json());
+            return Ok(());
         }
     };
     telemetry::init(&config.log);

@@ -12,9 +12,17 @@ use chatd_core::search::{self as core_search, Keyword, SearchRequest};
 use chatd_core::{AppName, Catalog, ChatNumber, Ingest, Listed, MessageBody, MessageNumber, Order, Search};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::error::{self, ApiError};
 use crate::extract::{self, ApiPath, ListQuery, Params};
+use crate::openapi::params::{
+    NameBody, NameQuery, NumberCursor, PageQuery, SearchQuery, TextBody, TextQuery, TokenCursor,
+};
+use crate::openapi::{
+    BadRequest, Common, Internal, InvalidParameter, NoApplication, NoChat, NoMessage, PayloadTooLarge,
+    RateLimited, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
+};
 use crate::views::{ApplicationView, ChatCreated, ChatView, MessageCreated, MessageView};
 
 /// What every handler shares: one writer port, one reader port, the limits.
@@ -53,7 +61,45 @@ pub fn api_router(state: AppState) -> Router {
             "/applications/{token}/chats/{chat}/messages/{message}",
             get(get_message).put(update_message).patch(update_message),
         )
+        .route("/openapi.json", get(openapi_json))
         .with_state(state)
+}
+
+/// The OpenAPI description of [`api_router`]: every operation below and the shapes they
+/// answer with; [`Common`] adds what follows from the extractors and layers (form bodies,
+/// 413 and 415 wherever a body is read, lists' `Link` header, 408, 429, 500 and 503 everywhere).
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "chatd",
+        description = "A chat-storage HTTP API (SPEC §3). Every path also works with a trailing slash. \
+            `name` and `body` are read from a JSON body, a form body or the query string; the body wins. \
+            The creation operations (POST chats, POST messages) are also served on the creation \
+            listener (port 8080 by default)."
+    ),
+    paths(
+        list_applications, create_application, get_application, update_application,
+        list_chats, create_chat, get_chat,
+        list_messages, create_message, search_messages, get_message, update_message,
+        health, ready,
+    ),
+    components(responses(
+        BadRequest, Unauthorized, NoApplication, NoChat, NoMessage, PayloadTooLarge, UnsupportedMediaType,
+        InvalidParameter, RateLimited, RequestTimeout, Unavailable, Internal,
+    )),
+    modifiers(&Common),
+    tags(
+        (name = "applications", description = "Client applications, named by their access token."),
+        (name = "chats", description = "Chats of an application, numbered 1, 2, 3…"),
+        (name = "messages", description = "Messages of a chat, numbered 1, 2, 3…, and their search."),
+        (name = "operations", description = "Liveness and readiness."),
+    )
+)]
+pub struct ApiDoc;
+
+/// The OpenAPI document of this API.
+async fn openapi_json() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], crate::openapi::json()).into_response()
 }
 
 /// The creation routes only (port 8080 by default), for clients of the old Go service;
@@ -78,17 +124,25 @@ pub fn finish(router: Router) -> Router {
         .layer(middleware::from_fn(error::log_server_errors))
 }
 
-#[derive(Debug, Serialize)]
+/// The answer of the health and readiness checks.
+#[derive(Debug, Serialize, ToSchema)]
 struct Status {
+    /// `ok` (health) or `ready` (readiness).
+    #[schema(value_type = String)]
     status: &'static str,
 }
 
 /// Liveness: the process answers HTTP.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "Alive", body = Status)))]
 async fn health() -> Json<Status> {
     Json(Status { status: "ok" })
 }
 
 /// Readiness: storage takes writes and answers reads.
+#[utoipa::path(
+    get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "Ready", body = Status), (status = 503, response = Unavailable))
+)]
 async fn ready(State(s): State<AppState>) -> ApiResult<Json<Status>> {
     s.ingest.ready().await?;
     s.catalog.ready().await?;
@@ -97,21 +151,34 @@ async fn ready(State(s): State<AppState>) -> ApiResult<Json<Status>> {
 
 // ------------------------------------------------------------------------- paths
 
-#[derive(Debug, Deserialize)]
+/// Path parameters. Numbers are read as strings so that a bad one gets the API's 400.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 struct AppPath {
+    /// The application's access token.
     token: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 struct ChatPath {
+    /// The application's access token.
     token: String,
+    /// The chat's number within the application.
+    #[param(value_type = i64, minimum = 1)]
     chat: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 struct MessagePath {
+    /// The application's access token.
     token: String,
+    /// The chat's number within the application.
+    #[param(value_type = i64, minimum = 1)]
     chat: String,
+    /// The message's number within the chat.
+    #[param(value_type = i64, minimum = 1)]
     message: String,
 }
 
@@ -182,6 +249,20 @@ fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     if bool::from(presented.as_bytes().ct_eq(key.as_bytes())) { Ok(()) } else { Err(ApiError::Unauthorized) }
 }
 
+/// List every application.
+///
+/// Needs the admin key when the operator configured one.
+#[utoipa::path(
+    get, path = "/applications", tag = "applications",
+    params(PageQuery, TokenCursor),
+    security(("admin_key" = [])),
+    responses(
+        (status = 200, description = "The applications, one page", body = Vec<ApplicationView>),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 422, response = InvalidParameter),
+    )
+)]
 async fn list_applications(
     State(s): State<AppState>,
     uri: OriginalUri,
@@ -193,17 +274,56 @@ async fn list_applications(
     Ok(list_response(&uri, &query, &listed, |a| a.token.as_str().to_owned(), ApplicationView::from))
 }
 
+/// Register an application; the answer carries its access token.
+#[utoipa::path(
+    post, path = "/applications", tag = "applications",
+    params(NameQuery),
+    request_body = NameBody,
+    responses(
+        (status = 201, description = "The new application", body = ApplicationView, links(
+            ("GetApplication" = (operation_id = "get_application", parameters(("token" = "$response.body#/access_token")))),
+            ("UpdateApplication" = (operation_id = "update_application", parameters(("token" = "$response.body#/access_token")))),
+            ("PatchApplication" = (operation_id = "update_application_patch", parameters(("token" = "$response.body#/access_token")))),
+            ("ListChats" = (operation_id = "list_chats", parameters(("token" = "$response.body#/access_token")))),
+            ("CreateChat" = (operation_id = "create_chat", parameters(("token" = "$response.body#/access_token")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 422, response = InvalidParameter),
+    )
+)]
 async fn create_application(State(s): State<AppState>, mut params: Params) -> ApiResult<Response> {
     let name = app_name(&mut params)?;
     let app = s.ingest.create_application(name).await?;
     Ok((StatusCode::CREATED, Json(ApplicationView::from(&app))).into_response())
 }
 
+/// An application.
+#[utoipa::path(
+    get, path = "/applications/{token}", tag = "applications",
+    params(AppPath),
+    responses(
+        (status = 200, description = "The application", body = ApplicationView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoApplication),
+    )
+)]
 async fn get_application(State(s): State<AppState>, ApiPath(p): ApiPath<AppPath>) -> ApiResult<Response> {
     let app = s.catalog.application(extract::token(&p.token)?).await?;
     Ok(Json(ApplicationView::from(&app)).into_response())
 }
 
+/// Rename an application.
+#[utoipa::path(
+    method(put, patch), path = "/applications/{token}", tag = "applications",
+    params(AppPath, NameQuery),
+    request_body = NameBody,
+    responses(
+        (status = 200, description = "The application", body = ApplicationView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoApplication),
+        (status = 422, response = InvalidParameter),
+    )
+)]
 async fn update_application(
     State(s): State<AppState>,
     ApiPath(p): ApiPath<AppPath>,
@@ -216,6 +336,17 @@ async fn update_application(
 
 // ------------------------------------------------------------------------- chats
 
+/// The chats of an application.
+#[utoipa::path(
+    get, path = "/applications/{token}/chats", tag = "chats",
+    params(AppPath, PageQuery, NumberCursor),
+    responses(
+        (status = 200, description = "The chats, one page", body = Vec<ChatView>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoApplication),
+        (status = 422, response = InvalidParameter),
+    )
+)]
 async fn list_chats(
     State(s): State<AppState>,
     ApiPath(p): ApiPath<AppPath>,
@@ -227,12 +358,37 @@ async fn list_chats(
     Ok(list_response(&uri, &query, &listed, |c| c.number.to_string(), ChatView::from))
 }
 
+/// Create a chat; the answer carries its number.
+#[utoipa::path(
+    post, path = "/applications/{token}/chats", tag = "chats",
+    params(AppPath),
+    responses(
+        (status = 201, description = "The new chat's number", body = ChatCreated, links(
+            ("GetChat" = (operation_id = "get_chat", parameters(("token" = "$response.body#/access_token"), ("chat" = "$response.body#/number")))),
+            ("ListMessages" = (operation_id = "list_messages", parameters(("token" = "$response.body#/access_token"), ("chat" = "$response.body#/number")))),
+            ("CreateMessage" = (operation_id = "create_message", parameters(("token" = "$response.body#/access_token"), ("chat" = "$response.body#/number")))),
+            ("SearchMessages" = (operation_id = "search_messages", parameters(("token" = "$response.body#/access_token"), ("chat" = "$response.body#/number")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoApplication),
+    )
+)]
 async fn create_chat(State(s): State<AppState>, ApiPath(p): ApiPath<AppPath>) -> ApiResult<Response> {
     let token = extract::token(&p.token)?;
     let number = s.ingest.create_chat(token.clone()).await?;
     Ok((StatusCode::CREATED, Json(ChatCreated { number, access_token: token.as_str() })).into_response())
 }
 
+/// A chat.
+#[utoipa::path(
+    get, path = "/applications/{token}/chats/{chat}", tag = "chats",
+    params(ChatPath),
+    responses(
+        (status = 200, description = "The chat", body = ChatView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoChat),
+    )
+)]
 async fn get_chat(State(s): State<AppState>, ApiPath(p): ApiPath<ChatPath>) -> ApiResult<Response> {
     let token = extract::token(&p.token)?;
     let chat = s.catalog.chat(token, chat_number(&p.chat)?).await?;
@@ -241,6 +397,17 @@ async fn get_chat(State(s): State<AppState>, ApiPath(p): ApiPath<ChatPath>) -> A
 
 // ------------------------------------------------------------------------- messages
 
+/// The messages of a chat.
+#[utoipa::path(
+    get, path = "/applications/{token}/chats/{chat}/messages", tag = "messages",
+    params(ChatPath, PageQuery, NumberCursor),
+    responses(
+        (status = 200, description = "The messages, one page", body = Vec<MessageView>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoChat),
+        (status = 422, response = InvalidParameter),
+    )
+)]
 async fn list_messages(
     State(s): State<AppState>,
     ApiPath(p): ApiPath<ChatPath>,
@@ -252,6 +419,22 @@ async fn list_messages(
     Ok(list_response(&uri, &query, &listed, |m| m.number.to_string(), MessageView::from))
 }
 
+/// Create a message; the answer carries its number.
+#[utoipa::path(
+    post, path = "/applications/{token}/chats/{chat}/messages", tag = "messages",
+    params(ChatPath, TextQuery),
+    request_body = TextBody,
+    responses(
+        (status = 201, description = "The new message's number", body = MessageCreated, links(
+            ("GetMessage" = (operation_id = "get_message", parameters(("token" = "$response.body#/access_token"), ("chat" = "$response.body#/chat_number"), ("message" = "$response.body#/number")))),
+            ("UpdateMessage" = (operation_id = "update_message", parameters(("token" = "$response.body#/access_token"), ("chat" = "$response.body#/chat_number"), ("message" = "$response.body#/number")))),
+            ("PatchMessage" = (operation_id = "update_message_patch", parameters(("token" = "$response.body#/access_token"), ("chat" = "$response.body#/chat_number"), ("message" = "$response.body#/number")))),
+        )),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoChat),
+        (status = 422, response = InvalidParameter),
+    )
+)]
 async fn create_message(
     State(s): State<AppState>,
     ApiPath(p): ApiPath<ChatPath>,
@@ -265,12 +448,34 @@ async fn create_message(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
+/// A message.
+#[utoipa::path(
+    get, path = "/applications/{token}/chats/{chat}/messages/{message}", tag = "messages",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoMessage),
+    )
+)]
 async fn get_message(State(s): State<AppState>, ApiPath(p): ApiPath<MessagePath>) -> ApiResult<Response> {
     let token = extract::token(&p.token)?;
     let message = s.catalog.message(token, chat_number(&p.chat)?, message_number(&p.message)?).await?;
     Ok(Json(MessageView::from(&message)).into_response())
 }
 
+/// Edit a message's body.
+#[utoipa::path(
+    method(put, patch), path = "/applications/{token}/chats/{chat}/messages/{message}", tag = "messages",
+    params(MessagePath, TextQuery),
+    request_body = TextBody,
+    responses(
+        (status = 200, description = "The message", body = MessageView),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoMessage),
+        (status = 422, response = InvalidParameter),
+    )
+)]
 async fn update_message(
     State(s): State<AppState>,
     ApiPath(p): ApiPath<MessagePath>,
@@ -308,6 +513,17 @@ fn search_request(parts: &axum::http::request::Parts) -> ApiResult<SearchRequest
     Ok(SearchRequest { keyword, limit, offset })
 }
 
+/// Search the messages of a chat by partial text, best first (SPEC §5).
+#[utoipa::path(
+    get, path = "/applications/{token}/chats/{chat}/messages/search", tag = "messages",
+    params(ChatPath, SearchQuery),
+    responses(
+        (status = 200, description = "The matching messages, best first", body = Vec<MessageView>),
+        (status = 400, response = BadRequest),
+        (status = 404, response = NoChat),
+        (status = 422, response = InvalidParameter),
+    )
+)]
 async fn search_messages(
     State(s): State<AppState>,
     ApiPath(p): ApiPath<ChatPath>,

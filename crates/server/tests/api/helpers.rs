@@ -191,14 +191,19 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> (u16, Value) {
 
 /// Reads one HTTP/1.1 answer with a `content-length` body: status, head, JSON body.
 pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> (u16, String, Value) {
-    let mut buf = Vec::new();
+    read_next_answer(stream, &mut Vec::new()).await
+}
+
+/// Reads one answer from `stream`, starting with the bytes already in `buf`; what follows
+/// that answer (the next pipelined answer's start) stays in `buf`.
+pub async fn read_next_answer(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> (u16, String, Value) {
     let mut chunk = [0u8; 4096];
     let head_end = loop {
         if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             break i + 4;
         }
         let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "the connection closed before a whole answer: {:?}", String::from_utf8_lossy(&buf));
+        assert!(n > 0, "the connection closed before a whole answer: {:?}", String::from_utf8_lossy(buf));
         buf.extend_from_slice(&chunk[..n]);
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
@@ -213,7 +218,9 @@ pub async fn read_answer(stream: &mut tokio::net::TcpStream) -> (u16, String, Va
         buf.extend_from_slice(&chunk[..n]);
     }
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
-    (status, head, serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null))
+    let body = serde_json::from_slice(&buf[head_end..head_end + length]).unwrap_or(Value::Null);
+    buf.drain(..head_end + length);
+    (status, head, body)
 }
 
 /// Asserts an error answer: its status, its `error` code, and the JSON shape of SPEC §3.

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, read_answer, spawn_app_with};
+use crate::helpers::{TestApp, read_answer, read_next_answer, spawn_app_with};
 
 struct Case {
     name: &'static str,
@@ -250,4 +250,43 @@ async fn http_1_0_is_served_and_its_connection_closed() {
     assert!(answer.starts_with("HTTP/1.0 201") || answer.starts_with("HTTP/1.1 201"), "{answer}");
     let json: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
     assert_eq!(json["name"], "from HTTP/1.0");
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_and_a_bad_one_writes_nothing() {
+    let app = spawn_app_with(|_| {}).await;
+    let token = app.create_app("pipelined").await;
+    app.create_chat(&token).await;
+    let msgs = format!("/applications/{token}/chats/1/messages");
+    let post = |body: &str| {
+        format!(
+            "POST {msgs} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    // Four requests in one write: create, a refused create, create, then read the first.
+    let pipelined = [
+        post(r#"{"body": "first"}"#),
+        post(r#"{"body": ""}"#),
+        post(r#"{"body": "second"}"#),
+        format!("GET {msgs}/1 HTTP/1.1\r\nHost: x\r\n\r\n"),
+    ]
+    .concat();
+    let mut stream = TcpStream::connect(app.api_addr).await.unwrap();
+    stream.write_all(pipelined.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let read = read_next_answer(&mut stream, &mut buf);
+        answers.push(tokio::time::timeout(Duration::from_secs(30), read).await.expect("an answer"));
+    }
+    let summary: Vec<_> = answers.iter().map(|(status, _, body)| (*status, body.clone())).collect();
+    assert_eq!((summary[0].0, &summary[0].1["number"]), (201, &serde_json::json!(1)), "{summary:?}");
+    assert_eq!(summary[1].0, 422, "{summary:?}");
+    assert_eq!(summary[1].1["error"], "invalid_parameter", "{summary:?}");
+    assert_eq!((summary[2].0, &summary[2].1["number"]), (201, &serde_json::json!(2)), "{summary:?}");
+    assert_eq!((summary[3].0, &summary[3].1["body"]), (200, &serde_json::json!("first")), "{summary:?}");
+    assert!(buf.is_empty(), "an answer nobody asked for: {:?}", String::from_utf8_lossy(&buf));
+    let bodies: Vec<_> = app.all_messages(&token, 1).await.iter().map(|m| m["body"].clone()).collect();
+    assert_eq!(bodies, ["first", "second"]);
 }

@@ -13,6 +13,7 @@ mod hostile;
 mod jepsen;
 mod limits;
 mod messages;
+mod openapi;
 mod process;
 mod restart;
 mod search;
