@@ -9,10 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --quiet --bin chatd
+target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 data=$(mktemp -d)
 log="$data/chatd.log"
 key="schemathesis-admin-key"
-CHATD_LOG=info ./target/debug/chatd --data-dir "$data/db" --listen 127.0.0.1:0 --creation-listen off \
+CHATD_LOG=info "$target/debug/chatd" --data-dir "$data/db" --listen 127.0.0.1:0 --creation-listen off \
     --admin-key "$key" 2>"$log" &
 pid=$!
 finish() {
