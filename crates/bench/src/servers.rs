@@ -13,7 +13,6 @@ use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatd_core::progress::Progress;
-use chatd_server::config::Synchronous;
 use chatd_server::{Application, Config};
 use chatd_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
@@ -63,9 +62,10 @@ fn runtime(workers: usize) -> tokio::runtime::Runtime {
 }
 
 /// chatd with its defaults (but `synchronous`) on `dir`, API on port 0.
-pub fn start_chatd(dir: &Path, workers: usize, synchronous: Synchronous) -> anyhow::Result<Running> {
+pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
+    let workers = opts.server_threads;
     let mut config = Config::ephemeral(dir);
-    config.synchronous = synchronous;
+    config.synchronous = opts.synchronous;
     config.creation_listen = chatd_server::config::Listen::Off;
     config.log = "warn".into();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
