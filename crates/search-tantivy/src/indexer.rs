@@ -81,36 +81,52 @@ impl Indexer {
                     // `None` after a failure: the writer is dropped (which discards what it
                     // had not committed) and a fresh one is taken at the next attempt.
                     let mut writer = Some(writer);
+                    let mut at = Position::new(start, options.min_commit_interval);
+                    // Published as indexed: the last commit, or beyond it when the sequences
+                    // after it have no rows (a rolled-back write).
                     let mut done = start;
-                    let mut last_commit = Instant::now() - options.min_commit_interval;
                     loop {
                         let stopping = stop.load(Ordering::Acquire);
-                        let target = committed
-                            .wait_beyond(done, if stopping { Duration::ZERO } else { options.poll_interval });
-                        if target <= done && stopping {
+                        let pending = at.applied > at.committed;
+                        let wait = if stopping {
+                            Duration::ZERO
+                        } else if pending {
+                            options.min_commit_interval.saturating_sub(at.last_commit.elapsed())
+                        } else {
+                            options.poll_interval
+                        };
+                        let target = committed.wait_beyond(at.applied.max(done), wait);
+                        if stopping && target <= done && !pending {
                             break;
-                        }
-                        let since = last_commit.elapsed();
-                        if !stopping && since < options.min_commit_interval {
-                            std::thread::sleep(options.min_commit_interval - since);
                         }
                         let mut published = |seq| indexed.publish(seq);
                         let feed = feed.as_ref();
                         let batch = options.read_batch;
+                        // Documents are added as their rows commit, so that indexing work is
+                        // spread over time; the commit that makes them searchable waits for
+                        // the interval (none when stopping).
+                        let settle = if stopping { Duration::ZERO } else { options.min_commit_interval };
                         let caught_up = match &mut writer {
-                            Some(w) => catch_up(&index, w, feed, done, batch, Some(&mut published)),
+                            Some(w) => {
+                                catch_up(&index, w, feed, &mut at, batch, settle, Some(&mut published))
+                            }
                             None => index.writer().and_then(|w| {
-                                catch_up(&index, writer.insert(w), feed, done, batch, Some(&mut published))
+                                let w = writer.insert(w);
+                                catch_up(&index, w, feed, &mut at, batch, settle, Some(&mut published))
                             }),
                         };
                         match caught_up {
-                            Ok(seq) => {
-                                // Caught up: every change up to `target` was committed before
-                                // the feed was read, so all of them are covered (a sequence
-                                // with no row is simply covered too).
-                                done = seq.max(target);
-                                last_commit = Instant::now();
+                            Ok(()) if at.applied == at.committed => {
+                                // Every change up to `target` was committed before the feed
+                                // was read, so all of them are covered (a sequence with no
+                                // row is simply covered too).
+                                done = done.max(at.committed).max(target);
                                 indexed.publish(done);
+                            }
+                            Ok(()) => {
+                                // Applied, not yet committed: at most `APPLY_EVERY` between
+                                // reads of the feed, however often the writer commits.
+                                std::thread::sleep(APPLY_EVERY);
                             }
                             Err(e) => {
                                 failures.fetch_add(1, Ordering::Relaxed);
@@ -121,7 +137,9 @@ impl Indexer {
                                 writer = None;
                                 // Resume from what the index has committed, not from where
                                 // this catch-up began: part of it may be committed already.
-                                done = index.indexed_seq().unwrap_or(done);
+                                let resume = index.indexed_seq().unwrap_or(at.committed);
+                                at = Position::new(resume, options.min_commit_interval);
+                                done = resume;
                                 if stopping {
                                     break;
                                 }
@@ -164,36 +182,57 @@ impl Drop for Indexer {
 /// and what a restart resumes from, but each one costs a segment.
 const MAX_UNCOMMITTED: Duration = Duration::from_secs(1);
 
-/// Applies every change after `from`, committing when caught up (and at least every
-/// [`MAX_UNCOMMITTED`] during a long catch-up); returns the sequence now covered.
+/// Least time between two reads of the feed while documents wait for their commit.
+const APPLY_EVERY: Duration = Duration::from_millis(10);
+
+/// How far the index writer has got in the change sequence.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// The last change added to the writer.
+    applied: i64,
+    /// The last change committed (and so searchable).
+    committed: i64,
+    last_commit: Instant,
+}
+
+impl Position {
+    /// At `seq`, committed, with a commit due at once.
+    fn new(seq: i64, interval: Duration) -> Self {
+        let last_commit = Instant::now().checked_sub(interval).unwrap_or_else(Instant::now);
+        Position { applied: seq, committed: seq, last_commit }
+    }
+}
+
+/// Applies every change after `at.applied`. Commits when caught up if `settle` has passed
+/// since the last commit, and during a long catch-up at least every [`MAX_UNCOMMITTED`].
 /// `progress` sees each commit's sequence.
 fn catch_up(
     index: &SearchIndex,
     writer: &mut tantivy::IndexWriter,
     feed: &dyn ChangeFeed,
-    from: i64,
+    at: &mut Position,
     batch: usize,
+    settle: Duration,
     mut progress: Option<&mut dyn FnMut(i64)>,
-) -> StoreResult<i64> {
-    let (mut applied, mut committed) = (from, from);
-    let mut since_commit = Instant::now();
+) -> StoreResult<()> {
     loop {
-        let changes = feed.changes_after(applied, batch)?;
+        let changes = feed.changes_after(at.applied, batch)?;
         for change in &changes {
             index.apply(writer, change)?;
         }
-        applied = changes.last().map_or(applied, |c| c.seq);
+        at.applied = changes.last().map_or(at.applied, |c| c.seq);
         let caught_up = changes.len() < batch;
-        if applied > committed && (caught_up || since_commit.elapsed() >= MAX_UNCOMMITTED) {
-            index.commit(writer, applied)?;
-            committed = applied;
-            since_commit = Instant::now();
+        let due = if caught_up { settle } else { MAX_UNCOMMITTED };
+        if at.applied > at.committed && at.last_commit.elapsed() >= due {
+            index.commit(writer, at.applied)?;
+            at.committed = at.applied;
+            at.last_commit = Instant::now();
             if let Some(p) = progress.as_deref_mut() {
-                p(committed);
+                p(at.committed);
             }
         }
         if caught_up {
-            return Ok(committed);
+            return Ok(());
         }
     }
 }
@@ -209,5 +248,7 @@ pub fn rebuild(
     let mut writer = index.writer()?;
     writer.delete_all_documents().map_err(crate::map_err)?;
     index.commit(&mut writer, 0)?;
-    catch_up(index, &mut writer, feed, 0, 8192, Some(progress))
+    let mut at = Position::new(0, Duration::ZERO);
+    catch_up(index, &mut writer, feed, &mut at, 8192, Duration::ZERO, Some(progress))?;
+    Ok(at.committed)
 }
