@@ -47,6 +47,9 @@ pub struct Opts {
     /// chatd's `synchronous` setting (`full` fsyncs every commit; `normal` does not).
     #[arg(long, value_enum, default_value_t = chatd_server::config::Synchronous::Full)]
     pub synchronous: chatd_server::config::Synchronous,
+    /// chatd's `--index-commit-interval` (milliseconds).
+    #[arg(long, default_value_t = 200)]
+    pub index_commit_interval: u64,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
     pub smoke: bool,

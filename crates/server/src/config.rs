@@ -121,6 +121,12 @@ pub struct Config {
     #[arg(long, env = "CHATD_READ_CONNECTIONS", default_value_t = 4)]
     pub read_connections: usize,
 
+    /// Least milliseconds between two commits of the search index: a longer interval makes
+    /// fewer, larger index segments (less merging and fewer fsyncs) and new messages
+    /// searchable later.
+    #[arg(long, env = "CHATD_INDEX_COMMIT_INTERVAL", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub index_commit_interval: u64,
+
     /// Largest request body in bytes (413 beyond).
     #[arg(long, env = "CHATD_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
     pub max_request_bytes: usize,

@@ -64,7 +64,10 @@ impl Application {
             source.clone(),
             store.committed(),
             indexed.clone(),
-            IndexerOptions::default(),
+            IndexerOptions {
+                min_commit_interval: Duration::from_millis(config.index_commit_interval),
+                ..IndexerOptions::default()
+            },
         )?;
         if config.admin_key.is_none() {
             tracing::warn!("no admin key is set: anyone who reaches the API can list every application");
