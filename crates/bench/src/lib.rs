@@ -50,6 +50,9 @@ pub struct Opts {
     /// chatd's `--index-commit-interval` (milliseconds).
     #[arg(long, default_value_t = 200)]
     pub index_commit_interval: u64,
+    /// chatd's `--indexer-nice`.
+    #[arg(long, default_value_t = 0)]
+    pub indexer_nice: i32,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
     pub smoke: bool,

@@ -21,6 +21,9 @@ pub struct IndexerOptions {
     pub min_commit_interval: Duration,
     /// Longest sleep without a signal from the writer (a safety net; signals are normal).
     pub poll_interval: Duration,
+    /// Nice increment of the indexer thread and of the threads tantivy starts for it
+    /// (indexing, merges), so that request threads run first when both want the CPU.
+    pub nice: i32,
 }
 
 impl Default for IndexerOptions {
@@ -29,6 +32,7 @@ impl Default for IndexerOptions {
             read_batch: 4096,
             min_commit_interval: Duration::from_millis(200),
             poll_interval: Duration::from_secs(1),
+            nice: 0,
         }
     }
 }
@@ -54,7 +58,15 @@ impl Indexer {
         indexed: Arc<Progress>,
         options: IndexerOptions,
     ) -> StoreResult<Self> {
-        let mut writer = index.writer()?;
+        // tantivy's threads inherit the nice value of the thread that takes the writer.
+        let mut writer = std::thread::scope(|s| {
+            s.spawn(|| {
+                lower_priority(options.nice);
+                index.writer()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(chatd_core::StoreError::internal("taking the index writer panicked")))
+        })?;
         let mut start = index.indexed_seq()?;
         let last = feed.last_seq()?;
         if start > last {
@@ -78,6 +90,7 @@ impl Indexer {
             std::thread::Builder::new()
                 .name("chatd-indexer".into())
                 .spawn(move || {
+                    lower_priority(options.nice);
                     // `None` after a failure: the writer is dropped (which discards what it
                     // had not committed) and a fresh one is taken at the next attempt.
                     let mut writer = Some(writer);
@@ -175,6 +188,19 @@ impl Drop for Indexer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         self.committed.nudge();
+    }
+}
+
+/// Raises the calling thread's nice value by `nice` (Linux: per thread, inherited by the
+/// threads it starts). Failing to is logged, not fatal: it only orders CPU time.
+fn lower_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    let tid = rustix::thread::gettid();
+    let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), current + nice) {
+        tracing::warn!(error = %e, nice, "cannot lower the indexer's priority");
     }
 }
 

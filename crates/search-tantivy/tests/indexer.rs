@@ -186,3 +186,42 @@ async fn the_indexer_keeps_retrying_when_its_directory_fails_and_catches_up_afte
     assert_eq!(s.candidates(key, "before"), [1]);
     s.stop().await;
 }
+
+/// The nice value of each thread of this process, by thread name.
+fn thread_nice_values() -> Vec<(String, i64)> {
+    let mut out = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("stat")),
+        ) else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after the parenthesised name; nice is field 19 of the line, 17 after it.
+        let rest = stat.rsplit_once(')').unwrap().1;
+        let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
+        out.push((name.trim().to_owned(), nice));
+    }
+    out
+}
+
+#[test]
+fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_value_and_the_caller_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
+    let index = Arc::new(SearchIndex::open(&dir.path().join("search")).unwrap());
+    let source = Arc::new(SqliteSource::open(dir.path()).unwrap());
+    let priority = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+    let before = priority();
+    let options = IndexerOptions { nice: 3, ..IndexerOptions::default() };
+    let indexer =
+        Indexer::spawn(index, source, store.committed(), Arc::new(Progress::default()), options).unwrap();
+    let threads = thread_nice_values();
+    let lowered = i64::from(before + 3);
+    let at = |prefix: &str| threads.iter().any(|(name, nice)| name.starts_with(prefix) && *nice == lowered);
+    assert!(at("chatd-indexer"), "{threads:?}");
+    assert!(at("thrd-tantivy-in"), "tantivy's indexing thread: {threads:?}");
+    assert!(at("merge_thread"), "tantivy's merge threads: {threads:?}");
+    assert_eq!(priority(), before, "the thread that started the indexer keeps its priority");
+    indexer.close();
+}

@@ -66,6 +66,7 @@ impl Application {
             indexed.clone(),
             IndexerOptions {
                 min_commit_interval: Duration::from_millis(config.index_commit_interval),
+                nice: config.indexer_nice,
                 ..IndexerOptions::default()
             },
         )?;
