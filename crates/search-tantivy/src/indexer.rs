@@ -123,7 +123,10 @@ impl Indexer {
                             Some(w) => {
                                 catch_up(&index, w, feed, &mut at, batch, settle, Some(&mut published))
                             }
-                            None => index.writer().and_then(|w| {
+                            // A failure may have come after a commit, from the reader's
+                            // reload: reload before resuming, or that commit would be
+                            // published without being searchable.
+                            None => index.reload().and_then(|()| index.writer()).and_then(|w| {
                                 let w = writer.insert(w);
                                 catch_up(&index, w, feed, &mut at, batch, settle, Some(&mut published))
                             }),

@@ -150,6 +150,11 @@ impl SearchIndex {
         let mut prepared = writer.prepare_commit().map_err(map_err)?;
         prepared.set_payload(&seq.to_string());
         prepared.commit().map_err(map_err)?;
+        self.reload()
+    }
+
+    /// Makes what the index has committed searchable.
+    fn reload(&self) -> StoreResult<()> {
         self.reader.reload().map_err(map_err)
     }
 

@@ -216,12 +216,23 @@ fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_value_and_the_ca
     let options = IndexerOptions { nice: 3, ..IndexerOptions::default() };
     let indexer =
         Indexer::spawn(index, source, store.committed(), Arc::new(Progress::default()), options).unwrap();
-    let threads = thread_nice_values();
     let lowered = i64::from(before + 3);
-    let at = |prefix: &str| threads.iter().any(|(name, nice)| name.starts_with(prefix) && *nice == lowered);
-    assert!(at("chatd-indexer"), "{threads:?}");
-    assert!(at("thrd-tantivy-in"), "tantivy's indexing thread: {threads:?}");
-    assert!(at("merge_thread"), "tantivy's merge threads: {threads:?}");
+    let at = |threads: &[(String, i64)], prefix: &str| {
+        threads.iter().any(|(name, nice)| name.starts_with(prefix) && *nice == lowered)
+    };
+    // The indexer thread lowers its own priority when it starts, which may be just after
+    // `spawn` returns.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let threads = loop {
+        let threads = thread_nice_values();
+        if at(&threads, "chatd-indexer") || Instant::now() > deadline {
+            break threads;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(at(&threads, "chatd-indexer"), "{threads:?}");
+    assert!(at(&threads, "thrd-tantivy-in"), "tantivy's indexing thread: {threads:?}");
+    assert!(at(&threads, "merge_thread"), "tantivy's merge threads: {threads:?}");
     assert_eq!(priority(), before, "the thread that started the indexer keeps its priority");
     indexer.close();
 }
