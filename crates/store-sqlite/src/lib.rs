@@ -453,3 +453,101 @@ impl BulkLoader {
         self.db.execute_batch("COMMIT").map_err(map_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chatd_core::AppName;
+
+    use super::*;
+
+    type TestJob<T> = Box<dyn FnOnce(&Connection, &mut WriteCtx) -> StoreResult<T> + Send>;
+
+    /// Submits `blocker`, which holds the writer for a moment, then `jobs` while it does, so
+    /// that they all go into the batch after it. Returns the jobs' answers.
+    async fn one_batch<T: Send + 'static>(
+        store: &Arc<SqliteStore>,
+        jobs: Vec<TestJob<T>>,
+    ) -> Vec<StoreResult<T>> {
+        let blocker = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .submit(|_, _| {
+                        std::thread::sleep(Duration::from_millis(300));
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let tasks: Vec<_> = jobs
+            .into_iter()
+            .map(|job| {
+                let store = store.clone();
+                tokio::spawn(async move { store.submit(job).await })
+            })
+            .collect();
+        blocker.await.unwrap().unwrap();
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        answers
+    }
+
+    fn app_names(store: &SqliteStore) -> Vec<String> {
+        let db = Connection::open(store.data_dir.join(DB_FILE)).unwrap();
+        let mut s = db.prepare("SELECT name FROM applications ORDER BY id").unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    fn insert(name: &'static str) -> TestJob<i64> {
+        Box::new(move |db, ctx| {
+            let token = AppToken::generate().unwrap();
+            queries::insert_application(db, ctx, token, AppName::parse(name.to_owned()).unwrap())?;
+            Ok(ctx.next_seq())
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_that_fails_before_writing_leaves_its_batch_and_the_change_sequence_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&Options::new(dir.path())).unwrap());
+        let refused: TestJob<i64> = Box::new(|_, ctx| {
+            ctx.next_seq();
+            Err(StoreError::ApplicationNotFound)
+        });
+        let answers = one_batch(&store, vec![insert("first"), refused, insert("third")]).await;
+        let stats = store.writer_stats();
+        assert_eq!((stats.commits, stats.largest_batch), (2, 3), "the blocker's batch, then the jobs' one");
+        assert_eq!(answers[0].as_ref().ok(), Some(&1));
+        assert!(matches!(answers[1], Err(StoreError::ApplicationNotFound)), "{:?}", answers[1]);
+        // The refused job's sequence number was given back: the sequence stays dense.
+        assert_eq!(answers[2].as_ref().ok(), Some(&2));
+        assert_eq!(app_names(&store), ["first", "third"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_that_fails_after_writing_rolls_back_its_whole_batch_and_the_writer_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&Options::new(dir.path())).unwrap());
+        let half_written: TestJob<i64> = Box::new(|db, ctx| {
+            let token = AppToken::generate().unwrap();
+            queries::insert_application(db, ctx, token, AppName::parse("half".to_owned()).unwrap())?;
+            Err(StoreError::Unavailable("failed midway".into()))
+        });
+        let answers = one_batch(&store, vec![insert("first"), half_written, insert("third")]).await;
+        // "first" alone would have committed: all three failing shows they shared the batch.
+        for answer in &answers {
+            assert!(
+                matches!(answer, Err(StoreError::Unavailable(why)) if why == "failed midway"),
+                "{answer:?}"
+            );
+        }
+        assert!(app_names(&store).is_empty(), "nothing of the batch was committed");
+        assert_eq!(store.submit(insert("after")).await.unwrap(), 1, "the sequence resumes where it was");
+        assert_eq!(app_names(&store), ["after"]);
+    }
+}

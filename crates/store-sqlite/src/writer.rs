@@ -30,9 +30,16 @@ impl WriteCtx {
 }
 
 /// A unit of work for the writer, type-erased so that one channel carries every kind.
+///
+/// Jobs run without a savepoint of their own (one costs a copy of every page the job
+/// touches): every job checks what it needs before its first write, so a job that fails has
+/// written nothing. A job that fails after writing (SQLite itself failing mid-job: disk
+/// full, I/O error) is reported through [`Job::apply`]'s result, and the whole batch is
+/// rolled back.
 pub(crate) trait Job: Send {
-    /// Runs inside the batch transaction. Its effects are undone if it fails.
-    fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx);
+    /// Runs inside the batch transaction. `Err` means the job failed after writing part of
+    /// its rows: the batch must not commit.
+    fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx) -> StoreResult<()>;
     /// Answers the requester: the job's own result if the batch committed, else `failure`.
     fn answer(self: Box<Self>, failure: Option<&StoreError>);
 }
@@ -55,16 +62,25 @@ where
     T: Send,
     F: FnOnce(&Connection, &mut WriteCtx) -> StoreResult<T> + Send,
 {
-    fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx) {
-        let Some(run) = self.run.take() else { return };
+    fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx) -> StoreResult<()> {
+        let Some(run) = self.run.take() else { return Ok(()) };
         let seq_before = ctx.last_seq;
-        let result = in_savepoint(db, |db| run(db, ctx));
-        if result.is_err() {
-            // Its rows were rolled back: so is its place in the change sequence, which must
-            // name only committed rows (the indexer waits for every published sequence).
-            ctx.last_seq = seq_before;
-        }
+        let changes_before = db.total_changes();
+        let result = run(db, ctx);
+        let outcome = match &result {
+            Ok(_) => Ok(()),
+            // A failed statement's own rows are undone by SQLite; only earlier, completed
+            // statements of the job count here.
+            Err(e) if db.total_changes() != changes_before => Err(clone_failure(e)),
+            Err(_) => {
+                // Nothing of it was written: neither is its place in the change sequence,
+                // which must name only committed rows (the indexer waits for every one).
+                ctx.last_seq = seq_before;
+                Ok(())
+            }
+        };
         self.result = Some(result);
+        outcome
     }
 
     fn answer(self: Box<Self>, failure: Option<&StoreError>) {
@@ -75,24 +91,6 @@ where
         };
         // The requester may have gone away (client disconnected); its write still stands.
         let _ = self.reply.send(result);
-    }
-}
-
-/// Runs `f` so that, if it fails, none of its writes remain in the batch.
-fn in_savepoint<T>(db: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-    db.prepare_cached("SAVEPOINT job").and_then(|mut s| s.execute([])).map_err(map_err)?;
-    let result = f(db);
-    let closed = if result.is_ok() {
-        db.prepare_cached("RELEASE job").and_then(|mut s| s.execute([])).map(drop)
-    } else {
-        // After ROLLBACK TO, the savepoint stays open until released.
-        db.execute_batch("ROLLBACK TO job; RELEASE job")
-    };
-    match closed {
-        Ok(()) => result,
-        // The transaction itself is gone (e.g. SQLite rolled it back on a full disk); the
-        // batch notices through `is_autocommit` and fails every job.
-        Err(e) => result.and(Err(map_err(e))),
     }
 }
 
@@ -231,12 +229,16 @@ fn run(
 fn commit_batch(db: &Connection, batch: &mut [Box<dyn Job>], ctx: &mut WriteCtx) -> StoreResult<()> {
     db.prepare_cached("BEGIN IMMEDIATE").and_then(|mut s| s.execute([])).map_err(map_err)?;
     for job in batch.iter_mut() {
-        job.apply(db, ctx);
+        let applied = job.apply(db, ctx);
         if db.is_autocommit() {
             // SQLite ended the transaction by itself (disk full, I/O error).
             return Err(StoreError::Unavailable(
                 "the database rejected the write; nothing was written".into(),
             ));
+        }
+        if let Err(e) = applied {
+            let _ = db.execute_batch("ROLLBACK");
+            return Err(e);
         }
     }
     let committed = db.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
