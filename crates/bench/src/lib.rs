@@ -53,6 +53,9 @@ pub struct Opts {
     /// chatd's `--indexer-nice`.
     #[arg(long, default_value_t = 0)]
     pub indexer_nice: i32,
+    /// chatd's `--merge-nice`.
+    #[arg(long, default_value_t = 19)]
+    pub merge_nice: i32,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
     pub smoke: bool,
@@ -117,6 +120,13 @@ impl Report {
     }
 }
 
+/// Segments in chatd's search index under `data_dir` (one term dictionary file each), which
+/// grow while merges wait for the CPU.
+fn index_segments(data_dir: &std::path::Path) -> usize {
+    let files = std::fs::read_dir(data_dir.join("search")).into_iter().flatten().flatten();
+    files.filter(|f| f.path().extension().is_some_and(|e| e == "term")).count()
+}
+
 fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
@@ -173,6 +183,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         &words,
     ))?;
     check(&mut report, "create-message sustained", &sustained, true);
+    let segments = index_segments(dir.path());
     let stats_after = chatd.chatd.as_ref().map(|(s, _)| s.writer_stats());
     let get_one = client.block_on(gets(&opts, chatd.addr, &targets, false, duration))?;
     check(&mut report, "GET message", &get_one, false);
@@ -286,7 +297,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     report.add(
         "create-to-searchable lag under sustained max load",
         format!(
-            "p50 {:.0} / p99 {:.0} ms ({} samples, {:.0} creates/s)",
+            "p50 {:.0} / p99 {:.0} ms ({} samples, {:.0} creates/s; {segments} index segments at the end)",
             ms(&lags.1, 0.5),
             ms(&lags.1, 0.99),
             lags.1.len(),

@@ -1,5 +1,6 @@
 //! The indexer thread, and the offline rebuild used by `chatd reindex`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -24,6 +25,10 @@ pub struct IndexerOptions {
     /// Nice increment of the indexer thread and of the threads tantivy starts for it
     /// (indexing, merges), so that request threads run first when both want the CPU.
     pub nice: i32,
+    /// Further nice increment of tantivy's merge threads alone. Merges only tidy segments
+    /// (nothing waits for them to become searchable), so they can wait for idle CPU while
+    /// requests and indexing run.
+    pub merge_nice: i32,
 }
 
 impl Default for IndexerOptions {
@@ -33,6 +38,7 @@ impl Default for IndexerOptions {
             min_commit_interval: Duration::from_millis(200),
             poll_interval: Duration::from_secs(1),
             nice: 0,
+            merge_nice: 0,
         }
     }
 }
@@ -59,14 +65,19 @@ impl Indexer {
         options: IndexerOptions,
     ) -> StoreResult<Self> {
         // tantivy's threads inherit the nice value of the thread that takes the writer.
+        let before = thread_ids();
         let mut writer = std::thread::scope(|s| {
-            s.spawn(|| {
-                lower_priority(options.nice);
-                index.writer()
-            })
-            .join()
-            .unwrap_or_else(|_| Err(chatd_core::StoreError::internal("taking the index writer panicked")))
+            std::thread::Builder::new()
+                .name(OPENER.into())
+                .spawn_scoped(s, || {
+                    lower_priority(options.nice);
+                    index.writer()
+                })
+                .map_err(chatd_core::StoreError::internal)?
+                .join()
+                .unwrap_or_else(|_| Err(chatd_core::StoreError::internal("taking the index writer panicked")))
         })?;
+        lower_merge_threads(&before, options.merge_nice);
         let mut start = index.indexed_seq()?;
         let last = feed.last_seq()?;
         if start > last {
@@ -204,6 +215,51 @@ fn lower_priority(nice: i32) {
     let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
     if let Err(e) = rustix::process::setpriority_process(Some(tid), current + nice) {
         tracing::warn!(error = %e, nice, "cannot lower the indexer's priority");
+    }
+}
+
+/// Name of the thread that takes the index writer (at most 15 bytes, Linux's limit):
+/// tantivy's threads carry it until they name themselves.
+const OPENER: &str = "chatd-idx-open";
+
+/// This process's thread ids (empty where `/proc` is missing).
+fn thread_ids() -> HashSet<i32> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Default::default() };
+    tasks.flatten().filter_map(|t| t.file_name().to_str()?.parse().ok()).collect()
+}
+
+/// Raises by `by` the nice value of tantivy's merge threads among the threads started since
+/// `before` (Linux; elsewhere a no-op). They are told apart by the names tantivy gives them,
+/// which each sets as it starts: until every new thread has named itself, this waits.
+fn lower_merge_threads(before: &HashSet<i32>, by: i32) {
+    if by == 0 {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let merge_threads = loop {
+        let names: Vec<(i32, String)> = thread_ids()
+            .difference(before)
+            .filter_map(|&tid| {
+                let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
+                Some((tid, comm.trim().to_owned()))
+            })
+            .collect();
+        if names.iter().all(|(_, name)| name != OPENER) || Instant::now() > deadline {
+            break names.into_iter().filter(|(_, name)| name.starts_with("merge_thread"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let mut lowered = 0;
+    for (tid, _) in merge_threads {
+        let pid = rustix::process::Pid::from_raw(tid);
+        let current = rustix::process::getpriority_process(pid).unwrap_or(0);
+        match rustix::process::setpriority_process(pid, current + by) {
+            Ok(()) => lowered += 1,
+            Err(e) => tracing::warn!(error = %e, by, "cannot lower the priority of an index merge thread"),
+        }
+    }
+    if lowered == 0 {
+        tracing::warn!(by, "found no index merge thread to lower the priority of");
     }
 }
 

@@ -206,14 +206,14 @@ fn thread_nice_values() -> Vec<(String, i64)> {
 }
 
 #[test]
-fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_value_and_the_caller_does_not() {
+fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_values_and_the_caller_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
     let index = Arc::new(SearchIndex::open(&dir.path().join("search")).unwrap());
     let source = Arc::new(SqliteSource::open(dir.path()).unwrap());
     let priority = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
     let before = priority();
-    let options = IndexerOptions { nice: 3, ..IndexerOptions::default() };
+    let options = IndexerOptions { nice: 3, merge_nice: 4, ..IndexerOptions::default() };
     let indexer =
         Indexer::spawn(index, source, store.committed(), Arc::new(Progress::default()), options).unwrap();
     let lowered = i64::from(before + 3);
@@ -232,7 +232,9 @@ fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_value_and_the_ca
     };
     assert!(at(&threads, "chatd-indexer"), "{threads:?}");
     assert!(at(&threads, "thrd-tantivy-in"), "tantivy's indexing thread: {threads:?}");
-    assert!(at(&threads, "merge_thread"), "tantivy's merge threads: {threads:?}");
+    let merging = |(name, nice): &(String, i64)| name.starts_with("merge_thread") && *nice == lowered + 4;
+    assert!(threads.iter().any(merging), "tantivy's merge threads, lower still: {threads:?}");
+    assert!(!at(&threads, "merge_thread"), "no merge thread is left at the indexer's: {threads:?}");
     assert_eq!(priority(), before, "the thread that started the indexer keeps its priority");
     indexer.close();
 }
