@@ -67,6 +67,7 @@ impl Application {
             IndexerOptions {
                 min_commit_interval: Duration::from_millis(config.index_commit_interval),
                 nice: config.indexer_nice,
+                merge_nice: config.merge_nice,
                 ..IndexerOptions::default()
             },
         )?;
@@ -85,9 +86,11 @@ impl Application {
             let router = limiters.apply(router).merge(routes::operations(state.clone()));
             routes::finish(router).layer(DefaultBodyLimit::max(config.max_request_bytes)).layer(
                 TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    // The matched route, never the raw path: paths carry tokens.
-                    let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
-                    tracing::debug_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("-"))
+                    // The matched route, never the raw path: paths carry tokens. (Fields are
+                    // only evaluated when the span is enabled.)
+                    let route =
+                        || req.extensions().get::<axum::extract::MatchedPath>().map_or("-", |p| p.as_str());
+                    tracing::debug_span!("request", method = %req.method(), route = route())
                 }),
             )
         };
