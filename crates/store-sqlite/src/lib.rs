@@ -464,8 +464,8 @@ mod tests {
 
     type TestJob<T> = Box<dyn FnOnce(&Connection, &mut WriteCtx) -> StoreResult<T> + Send>;
 
-    /// Submits `blocker`, which holds the writer for a moment, then `jobs` while it does, so
-    /// that they all go into the batch after it. Returns the jobs' answers.
+    /// Submits a job that holds the writer for a moment, then `jobs` in order while it does,
+    /// so that they all go into the batch after it. Returns the jobs' answers.
     async fn one_batch<T: Send + 'static>(
         store: &Arc<SqliteStore>,
         jobs: Vec<TestJob<T>>,
@@ -482,13 +482,13 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let tasks: Vec<_> = jobs
-            .into_iter()
-            .map(|job| {
-                let store = store.clone();
-                tokio::spawn(async move { store.submit(job).await })
-            })
-            .collect();
+        let mut tasks = Vec::new();
+        for job in jobs {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.submit(job).await }));
+            // Queued in this order (each is queued before its task first waits).
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         blocker.await.unwrap().unwrap();
         let mut answers = Vec::new();
         for t in tasks {
