@@ -5,6 +5,10 @@ use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
 
 /// Longest gram indexed. Terms longer than this are looked up by their grams of this length.
 const N: usize = 3;
+/// Ends the last 3-gram of a text, which is its last two characters and this: so that every
+/// 2-character substring begins some 3-gram, and 2-character terms are looked up by prefix.
+/// Normalised text may hold it too; that only adds candidates, which verification drops.
+pub const END: char = '\u{3}';
 /// Most grams one term is looked up by; more would cost time and add no exactness (the
 /// core verifies every candidate).
 const MAX_QUERY_GRAMS: usize = 12;
@@ -12,9 +16,10 @@ const MAX_QUERY_GRAMS: usize = 12;
 /// Which tokens a [`GramTokenizer`] makes of normalised text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grams {
-    /// Every 1- and 2-character substring (positions are not used).
-    Short,
-    /// Every 3-character substring, at the character position where it starts.
+    /// Every character (positions are not used).
+    Chars,
+    /// Every 3-character substring, at the character position where it starts, and the last
+    /// two characters followed by [`END`] after them.
     Tri,
     /// Every word (maximal run of word characters), at its ordinal.
     Words,
@@ -26,7 +31,7 @@ pub enum Grams {
 pub struct GramTokenizer(pub Grams);
 
 impl GramTokenizer {
-    pub const SHORT: &'static str = "chatd_short";
+    pub const CHARS: &'static str = "chatd_chars";
     pub const TRI: &'static str = "chatd_tri";
     pub const WORDS: &'static str = "chatd_words";
 }
@@ -38,10 +43,8 @@ pub struct GramStream<'a> {
     text: &'a str,
     /// Byte offset of every character, and of the end.
     bounds: Vec<usize>,
-    /// Next character index (Short, Tri) or byte offset (Words).
+    /// Next character index (Chars, Tri) or byte offset (Words).
     at: usize,
-    /// Next gram length (Short).
-    len: usize,
     ordinal: usize,
     token: Token,
 }
@@ -54,7 +57,7 @@ impl Tokenizer for GramTokenizer {
             Grams::Words => Vec::new(),
             _ => text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect(),
         };
-        GramStream { kind: self.0, text, bounds, at: 0, len: 1, ordinal: 0, token: Token::default() }
+        GramStream { kind: self.0, text, bounds, at: 0, ordinal: 0, token: Token::default() }
     }
 }
 
@@ -73,25 +76,26 @@ impl TokenStream for GramStream<'_> {
     fn advance(&mut self) -> bool {
         let chars = self.bounds.len().saturating_sub(1);
         match self.kind {
-            Grams::Short => {
-                if self.len > 2 || self.at + self.len > chars {
-                    self.at += 1;
-                    self.len = 1;
-                }
+            Grams::Chars => {
                 if self.at >= chars {
                     return false;
                 }
-                let (from, to) = (self.bounds[self.at], self.bounds[self.at + self.len]);
-                self.len += 1;
-                self.emit(from, to, self.at)
+                self.at += 1;
+                self.emit(self.bounds[self.at - 1], self.bounds[self.at], self.at - 1)
             }
             Grams::Tri => {
-                if self.at + N > chars {
+                if self.at + N <= chars {
+                    self.at += 1;
+                    return self.emit(self.bounds[self.at - 1], self.bounds[self.at - 1 + N], self.at - 1);
+                }
+                if self.at + N - 1 != chars {
                     return false;
                 }
-                let (from, to) = (self.bounds[self.at], self.bounds[self.at + N]);
+                // The last two characters, then END.
                 self.at += 1;
-                self.emit(from, to, self.at - 1)
+                let emitted = self.emit(self.bounds[self.at - 1], self.text.len(), self.at - 1);
+                self.token.text.push(END);
+                emitted
             }
             Grams::Words => {
                 let rest = &self.text[self.at..];
@@ -118,8 +122,10 @@ impl TokenStream for GramStream<'_> {
 /// How a normalised term is looked up.
 #[derive(Debug, PartialEq, Eq)]
 pub enum TermGrams {
-    /// A 1- or 2-character term: the term itself, among the short grams.
-    Short(String),
+    /// A 1-character term: the character itself.
+    Char(String),
+    /// A 2-character term: the prefix of the 3-grams (END ones included) that contain it.
+    Prefix(String),
     /// Up to [`MAX_QUERY_GRAMS`] of the term's 3-grams with their offsets in the term,
     /// first and last included: a body contains the term only if it holds all of them at
     /// those relative positions (a phrase query), so candidates are nearly exact.
@@ -128,8 +134,10 @@ pub enum TermGrams {
 
 pub fn query_grams(term: &str) -> TermGrams {
     let chars: Vec<char> = term.chars().collect();
-    if chars.len() < N {
-        return TermGrams::Short(term.to_owned());
+    match chars.len() {
+        1 => return TermGrams::Char(term.to_owned()),
+        2 => return TermGrams::Prefix(term.to_owned()),
+        _ => {}
     }
     let last = chars.len() - N;
     let step = (last + 1).div_ceil(MAX_QUERY_GRAMS - 1).max(1);
@@ -163,26 +171,32 @@ mod tests {
 
     #[test]
     fn tokenizers_make_every_gram_at_its_position() {
-        let short: Vec<String> = tokens(Grams::Short, "aé🎉").into_iter().map(|t| t.1).collect();
-        assert_eq!(short, ["a", "aé", "é", "é🎉", "🎉"]);
-        assert_eq!(tokens(Grams::Tri, "abcdé"), [(0, "abc".into()), (1, "bcd".into()), (2, "cdé".into())]);
-        assert!(tokens(Grams::Tri, "ab").is_empty());
+        let chars: Vec<String> = tokens(Grams::Chars, "aé🎉").into_iter().map(|t| t.1).collect();
+        assert_eq!(chars, ["a", "é", "🎉"]);
+        assert_eq!(
+            tokens(Grams::Tri, "abcdé"),
+            [(0, "abc".into()), (1, "bcd".into()), (2, "cdé".into()), (3, "dé\u{3}".into())]
+        );
+        assert_eq!(tokens(Grams::Tri, "ab"), [(0, "ab\u{3}".into())]);
+        assert!(tokens(Grams::Tri, "a").is_empty() && tokens(Grams::Tri, "").is_empty());
         assert_eq!(
             tokens(Grams::Words, "go-kart, c++ 你好!"),
             [(0, "go".into()), (1, "kart".into()), (2, "c".into()), (3, "你好".into())]
         );
-        assert!(tokens(Grams::Short, "").is_empty() && tokens(Grams::Words, " - ").is_empty());
+        assert!(tokens(Grams::Chars, "").is_empty() && tokens(Grams::Words, " - ").is_empty());
     }
 
     #[test]
     fn a_body_holds_every_gram_a_contained_term_is_looked_up_by_at_the_right_places() {
         let body = "stuff with rails and go — 你好世界 🎉";
-        let short: HashSet<String> = tokens(Grams::Short, body).into_iter().map(|t| t.1).collect();
+        let chars: HashSet<String> = tokens(Grams::Chars, body).into_iter().map(|t| t.1).collect();
         let tri = tokens(Grams::Tri, body);
-        for term in ["s", "go", "tuf", "rails and", "你好世界", "🎉", "with rails and go — 你好"] {
+        for term in ["s", "go", " 🎉", "tuf", "rails and", "你好世界", "🎉", "with rails and go — 你好"]
+        {
             let at = body[..body.find(term).unwrap()].chars().count();
             match query_grams(term) {
-                TermGrams::Short(g) => assert!(short.contains(&g), "{term}"),
+                TermGrams::Char(g) => assert!(chars.contains(&g), "{term}"),
+                TermGrams::Prefix(p) => assert!(tri.iter().any(|(_, g)| g.starts_with(&p)), "{term}"),
                 TermGrams::Tri(wanted) => {
                     for (offset, g) in wanted {
                         assert!(tri.contains(&(at + offset, g.clone())), "{term}: {g} at {}", at + offset);
@@ -199,7 +213,8 @@ mod tests {
         assert_eq!((g.first().unwrap().0, g.last().unwrap().0), (0, 253));
         let TermGrams::Tri(g) = query_grams("abcd") else { panic!() };
         assert_eq!(g, [(0, "abc".to_owned()), (1, "bcd".to_owned())]);
-        assert_eq!(query_grams("ab"), TermGrams::Short("ab".into()));
+        assert_eq!(query_grams("ab"), TermGrams::Prefix("ab".into()));
+        assert_eq!(query_grams("a"), TermGrams::Char("a".into()));
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! chatd's embedded search index.
 //!
-//! tantivy holds, for every message, the 1- and 2-character grams of its normalised body
-//! (see [`chatd_core::search::normalize`]), its 3-character grams at their positions, and its
-//! normalised words. A short term is looked up as a gram; a longer one as a phrase of its
-//! 3-grams at their offsets, so candidates are nearly exact; the whole-word pass also needs
-//! the term's words. Matching messages' numbers are read from a fast field. Candidates are a
+//! tantivy holds, for every message, the characters of its normalised body (see
+//! [`chatd_core::search::normalize`]), its 3-character grams at their positions (the last
+//! two characters ending in a marker, so that every 2-character substring begins a 3-gram),
+//! and its normalised words. A 1-character term is looked up as a character; a
+//! 2-character one as every 3-gram it begins; a longer one as a phrase of its 3-grams at
+//! their offsets, so candidates are nearly exact; the whole-word pass also needs the term's
+//! words. (2-character grams were indexed once: they cost a fifth of the indexing CPU.) Matching messages' numbers are read from a fast field. Candidates are a
 //! superset of the answer: the core verifies each against the body before returning it.
 //!
 //! The index is fed by one [`Indexer`] thread from the store's change sequence, in commit
@@ -15,7 +17,7 @@
 mod grams;
 mod indexer;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use chatd_core::error::StoreResult;
@@ -27,7 +29,8 @@ use tantivy::columnar::Column;
 use tantivy::query::{BooleanQuery, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader, TantivyDocument, Term,
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentReader, TantivyDocument,
+    Term,
 };
 
 pub use indexer::{Indexer, IndexerOptions, rebuild};
@@ -39,8 +42,8 @@ struct Fields {
     message: Field,
     chat: Field,
     number: Field,
-    /// 1- and 2-character grams, without positions.
-    short: Field,
+    /// Characters, without positions.
+    chars: Field,
     /// 3-character grams at their character positions.
     tri: Field,
     words: Field,
@@ -57,7 +60,7 @@ fn schema() -> (Schema, Fields) {
         message: b.add_i64_field("message", INDEXED),
         chat: b.add_i64_field("chat", INDEXED),
         number: b.add_i64_field("number", FAST),
-        short: b.add_text_field("short", tokens(GramTokenizer::SHORT, IndexRecordOption::Basic)),
+        chars: b.add_text_field("chars", tokens(GramTokenizer::CHARS, IndexRecordOption::Basic)),
         tri: b.add_text_field("tri", tokens(GramTokenizer::TRI, IndexRecordOption::WithFreqsAndPositions)),
         words: b.add_text_field("words", tokens(GramTokenizer::WORDS, IndexRecordOption::Basic)),
     };
@@ -108,7 +111,7 @@ impl SearchIndex {
             other => other.map_err(map_err)?,
         };
         let tokenizers = index.tokenizers();
-        tokenizers.register(GramTokenizer::SHORT, GramTokenizer(Grams::Short));
+        tokenizers.register(GramTokenizer::CHARS, GramTokenizer(Grams::Chars));
         tokenizers.register(GramTokenizer::TRI, GramTokenizer(Grams::Tri));
         tokenizers.register(GramTokenizer::WORDS, GramTokenizer(Grams::Words));
         let reader =
@@ -138,7 +141,7 @@ impl SearchIndex {
         doc.add_i64(f.message, change.message);
         doc.add_i64(f.chat, change.chat.0);
         doc.add_i64(f.number, change.number.get());
-        doc.add_text(f.short, &body);
+        doc.add_text(f.chars, &body);
         doc.add_text(f.tri, &body);
         doc.add_text(f.words, body);
         writer.add_document(doc).map_err(map_err)?;
@@ -158,7 +161,13 @@ impl SearchIndex {
         self.reader.reload().map_err(map_err)
     }
 
-    fn query(&self, chat: ChatKey, keyword: &Keyword, pass: Pass) -> BooleanQuery {
+    fn query(
+        &self,
+        searcher: &Searcher,
+        chat: ChatKey,
+        keyword: &Keyword,
+        pass: Pass,
+    ) -> StoreResult<BooleanQuery> {
         let f = self.fields;
         let term_query =
             |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
@@ -167,8 +176,12 @@ impl SearchIndex {
         terms.insert(Term::from_field_i64(f.chat, chat.0));
         for term in keyword.terms() {
             match grams::query_grams(term) {
-                TermGrams::Short(g) => {
-                    terms.insert(Term::from_field_text(f.short, &g));
+                TermGrams::Char(c) => {
+                    terms.insert(Term::from_field_text(f.chars, &c));
+                }
+                TermGrams::Prefix(p) => {
+                    let grams = self.tri_grams_beginning(searcher, &p)?;
+                    phrases.push(Box::new(BooleanQuery::union(grams.into_iter().map(term_query).collect())));
                 }
                 TermGrams::Tri(grams) if grams.len() == 1 => {
                     terms.extend(grams.iter().map(|(_, g)| Term::from_field_text(f.tri, g)));
@@ -182,14 +195,30 @@ impl SearchIndex {
                 terms.extend(grams::words(term).map(|w| Term::from_field_text(f.words, w)));
             }
         }
-        BooleanQuery::intersection(terms.into_iter().map(term_query).chain(phrases).collect())
+        Ok(BooleanQuery::intersection(terms.into_iter().map(term_query).chain(phrases).collect()))
+    }
+
+    /// Every indexed 3-gram that begins with `prefix`, in any segment.
+    fn tri_grams_beginning(&self, searcher: &Searcher, prefix: &str) -> StoreResult<BTreeSet<Term>> {
+        let mut out = BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let index = segment.inverted_index(self.fields.tri).map_err(map_err)?;
+            let mut stream =
+                index.terms().range().ge(prefix.as_bytes()).into_stream().map_err(|e| map_err(e.into()))?;
+            while stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
+                let gram = std::str::from_utf8(stream.key()).map_err(StoreError::internal)?;
+                out.insert(Term::from_field_text(self.fields.tri, gram));
+            }
+        }
+        Ok(out)
     }
 }
 
 impl CandidateIndex for SearchIndex {
     fn candidates(&self, chat: ChatKey, keyword: &Keyword, pass: Pass) -> StoreResult<Vec<MessageNumber>> {
         let searcher = self.reader.searcher();
-        let numbers = searcher.search(&self.query(chat, keyword, pass), &Numbers).map_err(map_err)?;
+        let numbers =
+            searcher.search(&self.query(&searcher, chat, keyword, pass)?, &Numbers).map_err(map_err)?;
         Ok(numbers.into_iter().filter_map(|n| MessageNumber::try_from(n).ok()).collect())
     }
 }

@@ -1,5 +1,5 @@
 //! The indexer against a real SQLite store: edits leave no stale entry, and an index that
-//! is ahead of its database is rebuilt rather than trusted.
+//! is ahead of its database, or of another schema, is rebuilt rather than trusted.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -117,6 +117,42 @@ async fn an_index_ahead_of_its_database_is_rebuilt() {
     let key = s.source.chat_key(&token, chat).unwrap();
     assert_eq!(s.candidates(key, "new"), [1], "the reused sequence 1 was indexed");
     assert!(s.candidates(key, "old").is_empty(), "documents of the old database survived");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_of_an_older_schema_is_recreated_and_rebuilt_from_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let (token, chat) = app_with_chat(&s.store).await;
+    for text in ["first", "ends in ab", "zz"] {
+        s.store.create_message(token.clone(), chat, body(text)).await.unwrap();
+    }
+    s.wait_indexed();
+    s.stop().await;
+
+    // An index as chatd once wrote it (1- and 2-character grams in a field "short"),
+    // claiming to cover every change.
+    let search = dir.path().join("search");
+    std::fs::remove_dir_all(&search).unwrap();
+    std::fs::create_dir_all(&search).unwrap();
+    let mut old = tantivy::schema::Schema::builder();
+    old.add_i64_field("message", tantivy::schema::INDEXED);
+    old.add_text_field("short", tantivy::schema::TEXT);
+    let old = tantivy::Index::create_in_dir(&search, old.build()).unwrap();
+    let mut writer: tantivy::IndexWriter = old.writer(15_000_000).unwrap();
+    let mut prepared = writer.prepare_commit().unwrap();
+    prepared.set_payload("3");
+    prepared.commit().unwrap();
+    drop((writer, old));
+
+    let s = start(dir.path());
+    s.wait_indexed();
+    let key = s.source.chat_key(&token, chat).unwrap();
+    // 2-character terms, at the end of a body and as a whole body, need the new grams.
+    assert_eq!(s.candidates(key, "ab"), [2]);
+    assert_eq!(s.candidates(key, "zz"), [3]);
+    assert_eq!(s.candidates(key, "s"), [1, 2]);
     s.stop().await;
 }
 
