@@ -54,7 +54,7 @@ pub struct Opts {
     #[arg(long, default_value_t = 0)]
     pub indexer_nice: i32,
     /// chatd's `--merge-nice`.
-    #[arg(long, default_value_t = 19)]
+    #[arg(long, default_value_t = 0)]
     pub merge_nice: i32,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
