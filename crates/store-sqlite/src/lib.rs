@@ -550,4 +550,17 @@ mod tests {
         assert_eq!(store.submit(insert("after")).await.unwrap(), 1, "the sequence resumes where it was");
         assert_eq!(app_names(&store), ["after"]);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_error_fails_its_batch_even_when_it_wrote_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&Options::new(dir.path())).unwrap());
+        let broken: TestJob<i64> = Box::new(|db, _| {
+            db.execute("INSERT INTO no_such_table VALUES (1)", []).map_err(map_err)?;
+            Ok(0)
+        });
+        let answers = one_batch(&store, vec![insert("first"), broken, insert("third")]).await;
+        assert!(answers.iter().all(Result::is_err), "{answers:?}");
+        assert!(app_names(&store).is_empty(), "nothing of the batch was committed");
+    }
 }

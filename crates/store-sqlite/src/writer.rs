@@ -32,10 +32,10 @@ impl WriteCtx {
 /// A unit of work for the writer, type-erased so that one channel carries every kind.
 ///
 /// Jobs run without a savepoint of their own (one costs a copy of every page the job
-/// touches): every job checks what it needs before its first write, so a job that fails has
-/// written nothing. A job that fails after writing (SQLite itself failing mid-job: disk
-/// full, I/O error) is reported through [`Job::apply`]'s result, and the whole batch is
-/// rolled back.
+/// touches): every job checks what it needs before its first write, so a job refused by
+/// those checks has written nothing. A job that fails after writing, or on an error of
+/// SQLite's own (disk full, I/O), is reported through [`Job::apply`]'s result, and the
+/// whole batch is rolled back.
 pub(crate) trait Job: Send {
     /// Runs inside the batch transaction. `Err` means the job failed after writing part of
     /// its rows: the batch must not commit.
@@ -70,8 +70,10 @@ where
         let outcome = match &result {
             Ok(_) => Ok(()),
             // A failed statement's own rows are undone by SQLite; only earlier, completed
-            // statements of the job count here.
-            Err(e) if db.total_changes() != changes_before => Err(clone_failure(e)),
+            // statements of the job count here. An error from the database itself (rather
+            // than a check of the job's) fails the batch even when nothing counted: after
+            // some errors (a corrupt page) SQLite cannot promise the statement left nothing.
+            Err(e) if db.total_changes() != changes_before || from_database(e) => Err(clone_failure(e)),
             Err(_) => {
                 // Nothing of it was written: neither is its place in the change sequence,
                 // which must name only committed rows (the indexer waits for every one).
@@ -92,6 +94,12 @@ where
         // The requester may have gone away (client disconnected); its write still stands.
         let _ = self.reply.send(result);
     }
+}
+
+/// Whether an error came from SQLite rather than from a job's own checks (which all run
+/// before its first write).
+fn from_database(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(_) | StoreError::Internal(_))
 }
 
 fn clone_failure(e: &StoreError) -> StoreError {
