@@ -64,20 +64,7 @@ impl Indexer {
         indexed: Arc<Progress>,
         options: IndexerOptions,
     ) -> StoreResult<Self> {
-        // tantivy's threads inherit the nice value of the thread that takes the writer.
-        let before = thread_ids();
-        let mut writer = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name(OPENER.into())
-                .spawn_scoped(s, || {
-                    lower_priority(options.nice);
-                    index.writer()
-                })
-                .map_err(chatd_core::StoreError::internal)?
-                .join()
-                .unwrap_or_else(|_| Err(chatd_core::StoreError::internal("taking the index writer panicked")))
-        })?;
-        lower_merge_threads(&before, options.merge_nice);
+        let mut writer = take_writer(&index, options.nice, options.merge_nice)?;
         let mut start = index.indexed_seq()?;
         let last = feed.last_seq()?;
         if start > last {
@@ -137,10 +124,13 @@ impl Indexer {
                             // A failure may have come after a commit, from the reader's
                             // reload: reload before resuming, or that commit would be
                             // published without being searchable.
-                            None => index.reload().and_then(|()| index.writer()).and_then(|w| {
-                                let w = writer.insert(w);
-                                catch_up(&index, w, feed, &mut at, batch, settle, Some(&mut published))
-                            }),
+                            None => index
+                                .reload()
+                                .and_then(|()| take_writer(&index, 0, options.merge_nice))
+                                .and_then(|w| {
+                                    let w = writer.insert(w);
+                                    catch_up(&index, w, feed, &mut at, batch, settle, Some(&mut published))
+                                }),
                         };
                         match caught_up {
                             Ok(()) if at.applied == at.committed => {
@@ -216,6 +206,25 @@ fn lower_priority(nice: i32) {
     if let Err(e) = rustix::process::setpriority_process(Some(tid), current + nice) {
         tracing::warn!(error = %e, nice, "cannot lower the indexer's priority");
     }
+}
+
+/// Takes the index's writer from a thread whose nice value is the caller's plus `nice`
+/// (tantivy's threads inherit it), then lowers tantivy's merge threads by `merge_nice` more.
+fn take_writer(index: &SearchIndex, nice: i32, merge_nice: i32) -> StoreResult<tantivy::IndexWriter> {
+    let before = thread_ids();
+    let writer = std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name(OPENER.into())
+            .spawn_scoped(s, || {
+                lower_priority(nice);
+                index.writer()
+            })
+            .map_err(chatd_core::StoreError::internal)?
+            .join()
+            .unwrap_or_else(|_| Err(chatd_core::StoreError::internal("taking the index writer panicked")))
+    })?;
+    lower_merge_threads(&before, merge_nice);
+    Ok(writer)
 }
 
 /// Name of the thread that takes the index writer (at most 15 bytes, Linux's limit):

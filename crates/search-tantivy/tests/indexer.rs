@@ -21,18 +21,16 @@ struct Setup {
 }
 
 fn start(dir: &Path) -> Setup {
+    start_with(dir, IndexerOptions::default())
+}
+
+fn start_with(dir: &Path, options: IndexerOptions) -> Setup {
     let store = SqliteStore::open(&Options::new(dir)).unwrap();
     let index = Arc::new(SearchIndex::open(&dir.join("search")).unwrap());
     let source = Arc::new(SqliteSource::open(dir).unwrap());
     let indexed = Arc::new(Progress::default());
-    let indexer = Indexer::spawn(
-        index.clone(),
-        source.clone(),
-        store.committed(),
-        indexed.clone(),
-        IndexerOptions::default(),
-    )
-    .unwrap();
+    let indexer =
+        Indexer::spawn(index.clone(), source.clone(), store.committed(), indexed.clone(), options).unwrap();
     Setup { store, index, indexer: Some(indexer), indexed, source }
 }
 
@@ -196,7 +194,19 @@ async fn a_failed_edit_leaves_no_gap_the_indexer_waits_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_indexer_keeps_retrying_when_its_directory_fails_and_catches_up_after() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path());
+    // A merge nice no other test uses, to tell this indexer's merge threads apart.
+    let merge_nice = 9;
+    let s = start_with(dir.path(), IndexerOptions { merge_nice, ..IndexerOptions::default() });
+    let lowered = i64::from(rustix::process::getpriority_process(None).unwrap() + merge_nice);
+    let merge_threads = || -> std::collections::HashSet<i32> {
+        thread_nice_values()
+            .into_iter()
+            .filter(|(name, nice, _)| name.starts_with("merge_thread") && *nice == lowered)
+            .map(|(_, _, tid)| tid)
+            .collect()
+    };
+    let first_writer = merge_threads();
+    assert!(!first_writer.is_empty(), "{:?}", thread_nice_values());
     let failures = s.indexer.as_ref().unwrap().failures();
     let (token, chat) = app_with_chat(&s.store).await;
     s.store.create_message(token.clone(), chat, body("before")).await.unwrap();
@@ -220,11 +230,13 @@ async fn the_indexer_keeps_retrying_when_its_directory_fails_and_catches_up_afte
     assert_eq!(s.candidates(key, "during"), [2]);
     assert_eq!(s.candidates(key, "after"), [3]);
     assert_eq!(s.candidates(key, "before"), [1]);
+    // The writers taken again after the failures lowered their merge threads too.
+    assert!(!merge_threads().is_subset(&first_writer), "{:?}", thread_nice_values());
     s.stop().await;
 }
 
-/// The nice value of each thread of this process, by thread name.
-fn thread_nice_values() -> Vec<(String, i64)> {
+/// The nice value and id of each thread of this process, by thread name.
+fn thread_nice_values() -> Vec<(String, i64, i32)> {
     let mut out = Vec::new();
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let (Ok(name), Ok(stat)) = (
@@ -236,7 +248,8 @@ fn thread_nice_values() -> Vec<(String, i64)> {
         // Fields after the parenthesised name; nice is field 19 of the line, 17 after it.
         let rest = stat.rsplit_once(')').unwrap().1;
         let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
-        out.push((name.trim().to_owned(), nice));
+        let tid = task.file_name().to_str().unwrap().parse().unwrap();
+        out.push((name.trim().to_owned(), nice, tid));
     }
     out
 }
@@ -253,8 +266,8 @@ fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_values_and_the_c
     let indexer =
         Indexer::spawn(index, source, store.committed(), Arc::new(Progress::default()), options).unwrap();
     let lowered = i64::from(before + 3);
-    let at = |threads: &[(String, i64)], prefix: &str| {
-        threads.iter().any(|(name, nice)| name.starts_with(prefix) && *nice == lowered)
+    let at = |threads: &[(String, i64, i32)], prefix: &str| {
+        threads.iter().any(|(name, nice, _)| name.starts_with(prefix) && *nice == lowered)
     };
     // The indexer thread lowers its own priority when it starts, which may be just after
     // `spawn` returns.
@@ -268,7 +281,8 @@ fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_values_and_the_c
     };
     assert!(at(&threads, "chatd-indexer"), "{threads:?}");
     assert!(at(&threads, "thrd-tantivy-in"), "tantivy's indexing thread: {threads:?}");
-    let merging = |(name, nice): &(String, i64)| name.starts_with("merge_thread") && *nice == lowered + 4;
+    let merging =
+        |(name, nice, _): &(String, i64, i32)| name.starts_with("merge_thread") && *nice == lowered + 4;
     assert!(threads.iter().any(merging), "tantivy's merge threads, lower still: {threads:?}");
     assert!(!at(&threads, "merge_thread"), "no merge thread is left at the indexer's: {threads:?}");
     assert_eq!(priority(), before, "the thread that started the indexer keeps its priority");
