@@ -77,25 +77,27 @@ impl TokenStream for GramStream<'_> {
         let chars = self.bounds.len().saturating_sub(1);
         match self.kind {
             Grams::Chars => {
-                if self.at >= chars {
+                let at = self.at;
+                if at >= chars {
                     return false;
                 }
                 self.at += 1;
-                self.emit(self.bounds[self.at - 1], self.bounds[self.at], self.at - 1)
+                self.emit(self.bounds[at], self.bounds[at + 1], at)
             }
             Grams::Tri => {
-                if self.at + N <= chars {
+                let at = self.at;
+                if at + N <= chars {
                     self.at += 1;
-                    return self.emit(self.bounds[self.at - 1], self.bounds[self.at - 1 + N], self.at - 1);
+                    self.emit(self.bounds[at], self.bounds[at + N], at)
+                } else if at + N - 1 == chars {
+                    // The last two characters, then END.
+                    self.at += 1;
+                    self.emit(self.bounds[at], self.text.len(), at);
+                    self.token.text.push(END);
+                    true
+                } else {
+                    false
                 }
-                if self.at + N - 1 != chars {
-                    return false;
-                }
-                // The last two characters, then END.
-                self.at += 1;
-                let emitted = self.emit(self.bounds[self.at - 1], self.text.len(), self.at - 1);
-                self.token.text.push(END);
-                emitted
             }
             Grams::Words => {
                 let rest = &self.text[self.at..];

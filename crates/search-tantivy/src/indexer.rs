@@ -211,7 +211,7 @@ fn lower_priority(nice: i32) {
 /// Takes the index's writer from a thread whose nice value is the caller's plus `nice`
 /// (tantivy's threads inherit it), then lowers tantivy's merge threads by `merge_nice` more.
 fn take_writer(index: &SearchIndex, nice: i32, merge_nice: i32) -> StoreResult<tantivy::IndexWriter> {
-    let before = thread_ids();
+    let before = if merge_nice == 0 { HashSet::new() } else { thread_ids() };
     let writer = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name(OPENER.into())
@@ -223,7 +223,9 @@ fn take_writer(index: &SearchIndex, nice: i32, merge_nice: i32) -> StoreResult<t
             .join()
             .unwrap_or_else(|_| Err(chatd_core::StoreError::internal("taking the index writer panicked")))
     })?;
-    lower_merge_threads(&before, merge_nice);
+    if merge_nice != 0 {
+        lower_merge_threads(&before, merge_nice);
+    }
     Ok(writer)
 }
 
@@ -241,9 +243,6 @@ fn thread_ids() -> HashSet<i32> {
 /// `before` (Linux; elsewhere a no-op). They are told apart by the names tantivy gives them,
 /// which each sets as it starts: until every new thread has named itself, this waits.
 fn lower_merge_threads(before: &HashSet<i32>, by: i32) {
-    if by == 0 {
-        return;
-    }
     let deadline = Instant::now() + Duration::from_secs(2);
     let merge_threads = loop {
         let names: Vec<(i32, String)> = thread_ids()

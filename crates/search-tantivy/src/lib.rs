@@ -6,8 +6,9 @@
 //! and its normalised words. A 1-character term is looked up as a character; a
 //! 2-character one as every 3-gram it begins; a longer one as a phrase of its 3-grams at
 //! their offsets, so candidates are nearly exact; the whole-word pass also needs the term's
-//! words. (2-character grams were indexed once: they cost a fifth of the indexing CPU.) Matching messages' numbers are read from a fast field. Candidates are a
-//! superset of the answer: the core verifies each against the body before returning it.
+//! words. (2-character grams were indexed once: they cost a fifth of the indexing CPU.)
+//! Matching messages' numbers are read from a fast field. Candidates are a superset of the
+//! answer: the core verifies each against the body before returning it.
 //!
 //! The index is fed by one [`Indexer`] thread from the store's change sequence, in commit
 //! order. Each index commit records the sequence it covers as its payload, atomically with

@@ -38,7 +38,7 @@ impl WriteCtx {
 /// whole batch is rolled back.
 pub(crate) trait Job: Send {
     /// Runs inside the batch transaction. `Err` means the job failed after writing part of
-    /// its rows: the batch must not commit.
+    /// its rows, or on an error of SQLite's own: the batch must not commit.
     fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx) -> StoreResult<()>;
     /// Answers the requester: the job's own result if the batch committed, else `failure`.
     fn answer(self: Box<Self>, failure: Option<&StoreError>);
