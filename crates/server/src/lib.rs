@@ -1,10 +1,11 @@
 //! chatd's HTTP server: configuration, routes, extractors, errors, and startup.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod memory;
 pub mod openapi;
 pub mod reindex;
 pub mod routes;

@@ -48,6 +48,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        crate::memory::return_freed_memory();
         let options = Options {
             durability: config.synchronous.into(),
             queue_capacity: config.queue_capacity,
