@@ -13,8 +13,9 @@
 //! The index is fed by one [`Indexer`] thread from the store's change sequence, in commit
 //! order. Each index commit records the sequence it covers as its payload, atomically with
 //! the documents; after any crash the indexer resumes from there.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+mod directory;
 mod grams;
 mod indexer;
 
@@ -98,7 +99,7 @@ impl SearchIndex {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
         let (schema, fields) = schema();
-        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(StoreError::internal)?;
+        let directory = directory::SegmentFiles::open(dir).map_err(map_err)?;
         let index = match Index::open_or_create(directory.clone(), schema.clone()) {
             Err(tantivy::TantivyError::SchemaError(why)) => {
                 // The index is derived data: one from another version of chatd is dropped
