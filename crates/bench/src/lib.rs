@@ -602,18 +602,28 @@ fn scale(
     let search = client.block_on(async {
         let mut conn = Conn::open(chatd.addr).await?;
         let mut h = hist();
+        let mut by_keyword: Vec<_> = keywords.iter().map(|_| hist()).collect();
         let rounds = if opts.smoke { 3 } else { 40 };
         for _ in 0..rounds {
-            for k in &keywords {
+            for (k, kh) in keywords.iter().zip(&mut by_keyword) {
                 let began = Instant::now();
                 let (status, _) =
                     conn.send(Method::GET, &format!("{path}?keyword={}", encode(k)), None).await?;
                 anyhow::ensure!(status == StatusCode::OK, "search {k}: {status}");
-                h.record((began.elapsed().as_micros() as u64).max(1))?;
+                let micros = (began.elapsed().as_micros() as u64).max(1);
+                h.record(micros)?;
+                kh.record(micros)?;
             }
         }
-        anyhow::Ok(h)
+        anyhow::Ok((h, by_keyword))
     })?;
+    let (search, by_keyword) = search;
+    let each: Vec<String> = keywords
+        .iter()
+        .zip(&by_keyword)
+        .map(|(k, h)| format!("{k:?} {:.1}/{:.1}", ms(h, 0.5), h.max() as f64 / 1000.0))
+        .collect();
+    report.note(format!("search by keyword, p50/max ms: {}", each.join(", ")));
     report.add(
         &format!("search latency, one chat of {} among {n} messages", n / 10),
         format!(
