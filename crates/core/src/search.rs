@@ -225,6 +225,10 @@ pub fn search(
     // Whole-word matches first; the second pass takes every other match (also a whole-word
     // one the first pass's candidates missed, so that no match is ever dropped).
     for (pass, wanted_kind) in [(Pass::WholeWords, Some(MatchKind::WholeWords)), (Pass::Substrings, None)] {
+        if out.len() >= wanted {
+            // Whole-word matches filled the page: matches inside words would rank after it.
+            break;
+        }
         let mut rest = index.candidates(key, &request.keyword, pass)?;
         rest.retain(|n| !seen.contains(n));
         while out.len() < wanted && !rest.is_empty() {

@@ -23,7 +23,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use chatd_core::error::StoreResult;
-use chatd_core::search::{CandidateIndex, Change, ChatKey, Keyword, Pass, normalize};
+use chatd_core::search::{CandidateIndex, Change, ChatKey, Keyword, Pass, is_word_char, normalize};
 use chatd_core::{MessageNumber, StoreError};
 use grams::{GramTokenizer, Grams, TermGrams};
 use tantivy::collector::{Collector, SegmentCollector};
@@ -177,6 +177,14 @@ impl SearchIndex {
         let mut phrases: Vec<Box<dyn Query>> = Vec::new();
         terms.insert(Term::from_field_i64(f.chat, chat.0));
         for term in keyword.terms() {
+            if pass == Pass::WholeWords {
+                terms.extend(grams::words(term).map(|w| Term::from_field_text(f.words, w)));
+                if term.chars().all(is_word_char) {
+                    // A body holds the word as a whole word exactly when its words include
+                    // it: the word's term alone is exact, its grams would add nothing.
+                    continue;
+                }
+            }
             match grams::query_grams(term) {
                 TermGrams::Char(c) => {
                     terms.insert(Term::from_field_text(f.chars, &c));
@@ -192,9 +200,6 @@ impl SearchIndex {
                     let at = grams.into_iter().map(|(o, g)| (o, Term::from_field_text(f.tri, &g))).collect();
                     phrases.push(Box::new(PhraseQuery::new_with_offset(at)));
                 }
-            }
-            if pass == Pass::WholeWords {
-                terms.extend(grams::words(term).map(|w| Term::from_field_text(f.words, w)));
             }
         }
         Ok(BooleanQuery::intersection(terms.into_iter().map(term_query).chain(phrases).collect()))
