@@ -39,7 +39,9 @@ pub struct SegmentFiles {
 impl SegmentFiles {
     pub fn open(root: &Path) -> tantivy::Result<Self> {
         let inner = MmapDirectory::open(root)?;
-        Ok(SegmentFiles { root: root.to_path_buf(), inner, open: Arc::default() })
+        // Absolute, as MmapDirectory's own: a relative path would follow the working directory.
+        let root = root.canonicalize().map_err(tantivy::TantivyError::from)?;
+        Ok(SegmentFiles { root, inner, open: Arc::default() })
     }
 
     fn file(&self, path: &Path) -> Result<Arc<IndexFile>, OpenReadError> {
@@ -67,7 +69,9 @@ impl Directory for SegmentFiles {
     }
 
     fn delete(&self, path: &Path) -> Result<(), DeleteError> {
-        self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(path);
+        // Held across the deletion, so that no handle to the deleted file is cached.
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.remove(path);
         self.inner.delete(path)
     }
 
@@ -100,7 +104,9 @@ impl Directory for SegmentFiles {
     }
 }
 
-/// One open, immutable index file (tantivy never changes a file it has written).
+/// One open, immutable index file (tantivy never changes a file it has written). Files stay
+/// open while a segment is in use, a few per segment: they share the process's open-file
+/// limit with sockets (the server raises its soft limit at start).
 #[derive(Debug)]
 struct IndexFile {
     file: File,

@@ -157,7 +157,8 @@ pub struct Config {
     pub header_timeout: u64,
 
     /// Connections open at once over both listeners; more are answered 503 and closed.
-    /// Keep it below the process's open-file limit (`ulimit -n`).
+    /// chatd raises its soft open-file limit to the hard one at start; keep this well below
+    /// that (`ulimit -Hn`), which the search index's open files share.
     #[arg(long, env = "CHATD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
 

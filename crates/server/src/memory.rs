@@ -16,8 +16,8 @@ const RETURN_AT: i32 = 128 * 1024;
 pub fn return_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
-    // SAFETY: mallopt only sets allocator parameters; it is safe to call at any time, from
-    // any thread.
+    // SAFETY: mallopt only sets allocator parameters, under glibc's own lock; threads that
+    // allocate meanwhile read the thresholds as glibc's free() itself updates them.
     unsafe {
         let mapped = libc::mallopt(libc::M_MMAP_THRESHOLD, RETURN_AT);
         let trimmed = libc::mallopt(libc::M_TRIM_THRESHOLD, RETURN_AT);
