@@ -599,7 +599,7 @@ fn scale(
         "qqxqq".into(),
         "zz".into(),
     ];
-    let search = client.block_on(async {
+    let (search, by_keyword) = client.block_on(async {
         let mut conn = Conn::open(chatd.addr).await?;
         let mut h = hist();
         let mut by_keyword: Vec<_> = keywords.iter().map(|_| hist()).collect();
@@ -617,7 +617,6 @@ fn scale(
         }
         anyhow::Ok((h, by_keyword))
     })?;
-    let (search, by_keyword) = search;
     let each: Vec<String> = keywords
         .iter()
         .zip(&by_keyword)

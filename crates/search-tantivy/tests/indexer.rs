@@ -63,9 +63,13 @@ impl Setup {
     }
 }
 
-async fn app_with_chat(store: &SqliteStore) -> (AppToken, ChatNumber) {
+/// A new application with one chat holding `texts` as messages 1, 2, ….
+async fn chat_with(store: &SqliteStore, texts: &[&str]) -> (AppToken, ChatNumber) {
     let app = store.create_application(AppName::parse("t".into()).unwrap()).await.unwrap();
     let chat = store.create_chat(app.token.clone()).await.unwrap();
+    for text in texts {
+        store.create_message(app.token.clone(), chat, body(text)).await.unwrap();
+    }
     (app.token, chat)
 }
 
@@ -77,9 +81,7 @@ fn body(s: &str) -> MessageBody {
 async fn an_edit_leaves_no_stale_entry_in_the_index() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path());
-    let (token, chat) = app_with_chat(&s.store).await;
-    s.store.create_message(token.clone(), chat, body("original wording")).await.unwrap();
-    s.store.create_message(token.clone(), chat, body("unrelated")).await.unwrap();
+    let (token, chat) = chat_with(&s.store, &["original wording", "unrelated"]).await;
     s.wait_indexed();
     let key = s.source.chat_key(&token, chat).unwrap();
     assert_eq!(s.candidates(key, "original"), [1]);
@@ -96,10 +98,7 @@ async fn an_edit_leaves_no_stale_entry_in_the_index() {
 async fn an_index_ahead_of_its_database_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path());
-    let (token, chat) = app_with_chat(&s.store).await;
-    for text in ["old one", "old two", "old three"] {
-        s.store.create_message(token.clone(), chat, body(text)).await.unwrap();
-    }
+    chat_with(&s.store, &["old one", "old two", "old three"]).await;
     s.wait_indexed();
     assert_eq!(s.index.indexed_seq().unwrap(), 3);
     s.stop().await;
@@ -109,8 +108,7 @@ async fn an_index_ahead_of_its_database_is_rebuilt() {
         let _ = std::fs::remove_file(dir.path().join(file));
     }
     let s = start(dir.path());
-    let (token, chat) = app_with_chat(&s.store).await;
-    s.store.create_message(token.clone(), chat, body("new one")).await.unwrap();
+    let (token, chat) = chat_with(&s.store, &["new one"]).await;
     s.wait_indexed();
     let key = s.source.chat_key(&token, chat).unwrap();
     assert_eq!(s.candidates(key, "new"), [1], "the reused sequence 1 was indexed");
@@ -122,10 +120,7 @@ async fn an_index_ahead_of_its_database_is_rebuilt() {
 async fn an_index_of_an_older_schema_is_recreated_and_rebuilt_from_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path());
-    let (token, chat) = app_with_chat(&s.store).await;
-    for text in ["first", "ends in ab", "zz"] {
-        s.store.create_message(token.clone(), chat, body(text)).await.unwrap();
-    }
+    let (token, chat) = chat_with(&s.store, &["first", "ends in ab", "zz"]).await;
     s.wait_indexed();
     s.stop().await;
 
@@ -158,8 +153,7 @@ async fn an_index_of_an_older_schema_is_recreated_and_rebuilt_from_the_database(
 async fn a_restart_resumes_from_the_recorded_sequence() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path());
-    let (token, chat) = app_with_chat(&s.store).await;
-    s.store.create_message(token.clone(), chat, body("first")).await.unwrap();
+    let (token, chat) = chat_with(&s.store, &["first"]).await;
     s.wait_indexed();
     s.stop().await;
 
@@ -180,8 +174,7 @@ async fn a_restart_resumes_from_the_recorded_sequence() {
 async fn a_failed_edit_leaves_no_gap_the_indexer_waits_for() {
     let dir = tempfile::tempdir().unwrap();
     let s = start(dir.path());
-    let (token, chat) = app_with_chat(&s.store).await;
-    s.store.create_message(token.clone(), chat, body("only")).await.unwrap();
+    let (token, chat) = chat_with(&s.store, &["only"]).await;
     let missing = s.store.edit_message(token.clone(), chat, "999".parse().unwrap(), body("x")).await;
     assert!(matches!(missing, Err(chatd_core::StoreError::MessageNotFound)));
     // The rolled-back edit must not have published a sequence no row carries: the index
@@ -208,8 +201,7 @@ async fn the_indexer_keeps_retrying_when_its_directory_fails_and_catches_up_afte
     let first_writer = merge_threads();
     assert!(!first_writer.is_empty(), "{:?}", thread_nice_values());
     let failures = s.indexer.as_ref().unwrap().failures();
-    let (token, chat) = app_with_chat(&s.store).await;
-    s.store.create_message(token.clone(), chat, body("before")).await.unwrap();
+    let (token, chat) = chat_with(&s.store, &["before"]).await;
     s.wait_indexed();
 
     // The index's files vanish from under it (as a full or failing disk makes every write

@@ -48,8 +48,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        crate::memory::return_freed_memory();
-        raise_open_file_limit(config.max_connections);
+        crate::process::prepare(config.max_connections);
         let options = Options {
             durability: config.synchronous.into(),
             queue_capacity: config.queue_capacity,
@@ -192,47 +191,5 @@ impl Application {
             "stopped"
         );
         served
-    }
-}
-
-/// Raises the soft open-file limit to the hard one: sockets (up to `--max-connections`) and
-/// the search index's open segment files (a few per segment) share it, and the soft default
-/// (often 1,024) is below the default connection limit alone.
-fn raise_open_file_limit(max_connections: u64) {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    // Unlimited hard limits still stop at the kernel's nr_open (2^20 by default).
-    let wanted = limit.maximum.unwrap_or(1 << 20);
-    let current = match limit.current {
-        Some(now) if now < wanted => {
-            match setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(wanted), ..limit }) {
-                Ok(()) => wanted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not raise the open-file limit");
-                    now
-                }
-            }
-        }
-        other => other.unwrap_or(wanted),
-    };
-    if current < max_connections + 256 {
-        tracing::warn!(
-            open_files = current,
-            max_connections,
-            "the open-file limit leaves little room beyond --max-connections; raise `ulimit -n`"
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
-        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-        let before = getrlimit(Resource::Nofile);
-        let Some(hard) = before.maximum.filter(|&h| h > 256) else { return };
-        setrlimit(Resource::Nofile, Rlimit { current: Some(256), maximum: Some(hard) }).unwrap();
-        super::raise_open_file_limit(16);
-        assert_eq!(getrlimit(Resource::Nofile).current, Some(hard));
     }
 }
