@@ -78,6 +78,64 @@ pub struct RunStats {
     pub latency: Histogram<u64>,
     /// What the checks kept, e.g. (chat, number) of every acknowledged create.
     pub kept: Vec<(i64, i64)>,
+    /// Requests, and those of them slower than [`LATE`], by [`WINDOW`] of their start.
+    pub windows: Vec<Window>,
+}
+
+/// A request slower than this is late (the half-rate latency goal).
+pub const LATE: Duration = Duration::from_millis(10);
+/// The span by which [`RunStats::windows`] counts requests.
+pub const WINDOW: Duration = Duration::from_millis(100);
+
+/// Requests that started in one [`WINDOW`] of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub requests: u64,
+    pub late: u64,
+}
+
+/// How a run's late requests are spread over time: a stall (everything waits at once)
+/// shows as a few windows where most requests were late; jitter as a few late requests in
+/// many windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lateness {
+    pub requests: u64,
+    pub late: u64,
+    /// Windows in which at least half of the requests were late.
+    pub stalled_windows: usize,
+    pub windows: usize,
+    /// Late requests that started in those windows.
+    pub late_in_stalls: u64,
+}
+
+impl Lateness {
+    pub fn of(windows: &[Window]) -> Self {
+        let stalled: Vec<&Window> =
+            windows.iter().filter(|w| w.late > 0 && 2 * w.late >= w.requests).collect();
+        Lateness {
+            requests: windows.iter().map(|w| w.requests).sum(),
+            late: windows.iter().map(|w| w.late).sum(),
+            stalled_windows: stalled.len(),
+            windows: windows.len(),
+            late_in_stalls: stalled.iter().map(|w| w.late).sum(),
+        }
+    }
+}
+
+impl std::fmt::Display for Lateness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |part: u64, whole: u64| if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 };
+        write!(
+            f,
+            "{:.1} % of requests over {} ms; {:.0} % of those in {} of {} windows of {} ms in which at least half were late",
+            pct(self.late, self.requests),
+            LATE.as_millis(),
+            pct(self.late_in_stalls, self.late),
+            self.stalled_windows,
+            self.windows,
+            WINDOW.as_millis(),
+        )
+    }
 }
 
 impl RunStats {
@@ -120,6 +178,7 @@ pub async fn run(
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let (mut requests, mut errors, mut first_error, mut kept) = (0u64, 0u64, None, Vec::new());
+            let mut windows: Vec<Window> = Vec::new();
             for i in 0u64.. {
                 let began = match pace {
                     Pace::Closed => Instant::now(),
@@ -138,6 +197,12 @@ pub async fn run(
                 let latency = began.elapsed();
                 requests += 1;
                 let _ = hist.record((latency.as_micros() as u64).max(1));
+                let w = (began.duration_since(start).as_micros() / WINDOW.as_micros()) as usize;
+                if windows.len() <= w {
+                    windows.resize(w + 1, Window::default());
+                }
+                windows[w].requests += 1;
+                windows[w].late += u64::from(latency > LATE);
                 let verdict = match outcome {
                     Ok((status, body)) => check(&call, status, &body),
                     Err(e) => Err(e.to_string()),
@@ -151,7 +216,7 @@ pub async fn run(
                     }
                 }
             }
-            (hist, requests, errors, first_error, kept)
+            (hist, requests, errors, first_error, kept, windows)
         }));
     }
     let mut stats = RunStats {
@@ -161,9 +226,17 @@ pub async fn run(
         elapsed: Duration::ZERO,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         kept: Vec::new(),
+        windows: Vec::new(),
     };
     for t in tasks {
-        let (hist, requests, errors, first_error, kept) = t.await?;
+        let (hist, requests, errors, first_error, kept, windows) = t.await?;
+        if stats.windows.len() < windows.len() {
+            stats.windows.resize(windows.len(), Window::default());
+        }
+        for (all, w) in stats.windows.iter_mut().zip(&windows) {
+            all.requests += w.requests;
+            all.late += w.late;
+        }
         stats.latency.add(&hist)?;
         stats.requests += requests;
         stats.errors += errors;
@@ -209,4 +282,30 @@ pub fn check_dense(kept: &[(i64, i64)]) -> Result<usize, String> {
         }
     }
     Ok(by_tag.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Lateness, Window};
+
+    #[test]
+    fn lateness_tells_a_stall_from_spread_jitter() {
+        let w = |requests, late| Window { requests, late };
+        // Two windows where everything waited, jitter in two more, one calm, one empty.
+        let l = Lateness::of(&[w(100, 100), w(100, 2), w(100, 60), w(100, 0), w(100, 1), w(0, 0)]);
+        assert_eq!(
+            l,
+            Lateness { requests: 500, late: 163, stalled_windows: 2, windows: 6, late_in_stalls: 160 }
+        );
+        assert_eq!(
+            l.to_string(),
+            "32.6 % of requests over 10 ms; 98 % of those in 2 of 6 windows of 100 ms in which at least half were late"
+        );
+        let none = Lateness::of(&[]);
+        assert_eq!((none.late, none.stalled_windows), (0, 0));
+        assert_eq!(
+            none.to_string(),
+            "0.0 % of requests over 10 ms; 0 % of those in 0 of 0 windows of 100 ms in which at least half were late"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
-use client::{Call, Conn, Pace, RunStats};
+use client::{Call, Conn, Lateness, Pace, RunStats};
 use data::{Rng, Words};
 use memory::{MemorySampler, status_mb};
 
@@ -269,6 +269,14 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         ),
         "",
     );
+    // A stall (everything waits at once) and scheduling jitter give the same p99; they are
+    // told apart by when the late requests started.
+    report.note(format!(
+        "when the half-rate requests were late: create-message: {}; create-chat: {}; baseline: {}",
+        Lateness::of(&open.windows),
+        Lateness::of(&open_chats.windows),
+        Lateness::of(&b_open.windows)
+    ));
     report.add(
         "GET one message",
         format!(
