@@ -59,6 +59,32 @@ pub struct Opts {
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
     pub smoke: bool,
+    /// Drive the chatd already serving its full API at this address (`http://host:port`)
+    /// instead of starting one in this process: the load generator then has its own process.
+    /// Start that chatd with `--ip-rate 0 --token-rate 0` (the benchmark's requests come from
+    /// one address and few tokens). Its own settings apply, so `--synchronous` and the index
+    /// options here are ignored; figures that need chatd's insides (rows per commit, index
+    /// segments, its memory) and the preloaded scale figures are skipped.
+    #[arg(long, value_parser = parse_url)]
+    pub url: Option<SocketAddr>,
+}
+
+/// The address of an `http://host:port` URL (or of a bare `host:port`).
+fn parse_url(url: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    if rest.contains("://") {
+        return Err("only http:// is supported".into());
+    }
+    let host_port = rest.trim_end_matches('/');
+    if host_port.contains('/') {
+        return Err("give the server's address only, without a path".into());
+    }
+    host_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {host_port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host_port} resolves to no address"))
 }
 
 impl Opts {
@@ -144,14 +170,26 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         .enable_all()
         .build()?;
     let mut report = Report { checks_passed: true, ..Report::default() };
-    let memory = MemorySampler::start("chatd, empty database");
+    let memory = MemorySampler::start(if opts.url.is_some() {
+        "load generator (chatd in another process)"
+    } else {
+        "chatd, empty database"
+    });
     let words = Words::new(5000);
     let duration = Duration::from_secs(opts.seconds);
 
     // ---------------------------------------------------------------- chatd, empty
-    println!("chatd on an empty database");
     let dir = tempfile::tempdir()?;
-    let chatd = servers::start_chatd(dir.path(), &opts)?;
+    let chatd = match opts.url {
+        Some(addr) => {
+            println!("chatd at {addr} (another process)");
+            servers::Running::external(addr)
+        }
+        None => {
+            println!("chatd on an empty database");
+            servers::start_chatd(dir.path(), &opts)?
+        }
+    };
     let (targets, lag_chat) = client.block_on(setup(chatd.addr, 2, 5))?;
     let empty =
         client.block_on(create_messages(&opts, chatd.addr, &targets, Pace::Closed, duration, &words))?;
@@ -183,7 +221,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         &words,
     ))?;
     check(&mut report, "create-message sustained", &sustained, true);
-    let segments = index_segments(dir.path());
+    let segments = chatd.chatd.is_some().then(|| index_segments(dir.path()));
     let stats_after = chatd.chatd.as_ref().map(|(s, _)| s.writer_stats());
     let get_one = client.block_on(gets(&opts, chatd.addr, &targets, false, duration))?;
     check(&mut report, "GET message", &get_one, false);
@@ -305,11 +343,12 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     report.add(
         "create-to-searchable lag under sustained max load",
         format!(
-            "p50 {:.0} / p99 {:.0} ms ({} samples, {:.0} creates/s; {segments} index segments at the end)",
+            "p50 {:.0} / p99 {:.0} ms ({} samples, {:.0} creates/s{})",
             ms(&lags.1, 0.5),
             ms(&lags.1, 0.99),
             lags.1.len(),
-            sustained.rate()
+            sustained.rate(),
+            segments.map(|n| format!("; {n} index segments at the end")).unwrap_or_default()
         ),
         "p99 ≤ 1000 ms",
     );
@@ -327,7 +366,13 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     }
 
     // ---------------------------------------------------------------- at scale
-    if opts.preload > 0 {
+    if opts.url.is_some() {
+        report.note(
+            "chatd ran in another process: its memory, rows per commit, index segments and the \
+             preloaded scale figures were not measured"
+                .into(),
+        );
+    } else if opts.preload > 0 {
         scale(&opts, &client, &words, &memory, &mut report)?;
     }
     memory_figures(&memory, &mut report);

@@ -29,6 +29,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// A server this benchmark did not start (and does not stop).
+    pub fn external(addr: SocketAddr) -> Self {
+        Running { addr, chatd: None, stop: None, thread: None }
+    }
+
     /// Stops the server and waits for it (chatd commits and indexes what it accepted).
     pub fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
