@@ -80,6 +80,9 @@ pub struct RunStats {
     pub kept: Vec<(i64, i64)>,
     /// Requests, and those of them slower than [`LATE`], by [`WINDOW`] of their start.
     pub windows: Vec<Window>,
+    /// When the run's schedule started, on the system's monotonic clock (`CLOCK_MONOTONIC`,
+    /// the clock of `perf record -k CLOCK_MONOTONIC`), to line windows up with a trace.
+    pub started: Duration,
 }
 
 /// A request slower than this is late (the half-rate latency goal).
@@ -92,6 +95,8 @@ pub const WINDOW: Duration = Duration::from_millis(100);
 pub struct Window {
     pub requests: u64,
     pub late: u64,
+    /// The slowest request's latency, in microseconds.
+    pub max_us: u64,
 }
 
 /// How a run's late requests are spread over time: a stall (everything waits at once)
@@ -172,6 +177,7 @@ pub async fn run(
     }
     // The schedule starts once every connection is open: setup is not request latency.
     let start = Instant::now();
+    let started = monotonic_now();
     let mut tasks = Vec::new();
     for (c, mut conn) in conns.into_iter().enumerate() {
         let (make, check) = (make.clone(), check.clone());
@@ -203,6 +209,7 @@ pub async fn run(
                 }
                 windows[w].requests += 1;
                 windows[w].late += u64::from(latency > LATE);
+                windows[w].max_us = windows[w].max_us.max(latency.as_micros() as u64);
                 let verdict = match outcome {
                     Ok((status, body)) => check(&call, status, &body),
                     Err(e) => Err(e.to_string()),
@@ -227,6 +234,7 @@ pub async fn run(
         latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         kept: Vec::new(),
         windows: Vec::new(),
+        started,
     };
     for t in tasks {
         let (hist, requests, errors, first_error, kept, windows) = t.await?;
@@ -236,6 +244,7 @@ pub async fn run(
         for (all, w) in stats.windows.iter_mut().zip(&windows) {
             all.requests += w.requests;
             all.late += w.late;
+            all.max_us = all.max_us.max(w.max_us);
         }
         stats.latency.add(&hist)?;
         stats.requests += requests;
@@ -247,6 +256,29 @@ pub async fn run(
     }
     stats.elapsed = start.elapsed();
     Ok(stats)
+}
+
+/// The system's monotonic clock.
+fn monotonic_now() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// A run's windows as CSV lines: `run,start_s,requests,late,max_ms`, where `start_s` is the
+/// window's start on the monotonic clock.
+pub fn timeline_csv(run: &str, stats: &RunStats) -> String {
+    let mut out = String::new();
+    for (i, w) in stats.windows.iter().enumerate() {
+        let at = stats.started + WINDOW * i as u32;
+        out.push_str(&format!(
+            "{run},{:.3},{},{},{:.1}\n",
+            at.as_secs_f64(),
+            w.requests,
+            w.late,
+            w.max_us as f64 / 1000.0
+        ));
+    }
+    out
 }
 
 /// Keeps (tag, number) of a creation answer.
@@ -290,7 +322,7 @@ mod tests {
 
     #[test]
     fn lateness_tells_a_stall_from_spread_jitter() {
-        let w = |requests, late| Window { requests, late };
+        let w = |requests, late| Window { requests, late, max_us: 0 };
         // Two windows where everything waited, jitter in two more, one calm, one empty.
         let l = Lateness::of(&[w(100, 100), w(100, 2), w(100, 60), w(100, 0), w(100, 1), w(0, 0)]);
         assert_eq!(
@@ -306,6 +338,27 @@ mod tests {
         assert_eq!(
             none.to_string(),
             "0.0 % of requests over 10 ms; 0 % of those in 0 of 0 windows of 100 ms in which at least half were late"
+        );
+    }
+
+    #[test]
+    fn the_timeline_gives_each_window_its_start_on_the_monotonic_clock() {
+        let stats = super::RunStats {
+            requests: 3,
+            errors: 0,
+            first_error: None,
+            elapsed: std::time::Duration::from_millis(200),
+            latency: hdrhistogram::Histogram::new(3).unwrap(),
+            kept: Vec::new(),
+            windows: vec![
+                Window { requests: 2, late: 1, max_us: 12_345 },
+                Window { requests: 1, late: 0, max_us: 800 },
+            ],
+            started: std::time::Duration::from_millis(17_143_250),
+        };
+        assert_eq!(
+            super::timeline_csv("chatd", &stats),
+            "chatd,17143.250,2,1,12.3\nchatd,17143.350,1,0,0.8\n"
         );
     }
 }

@@ -67,6 +67,11 @@ pub struct Opts {
     /// segments, its memory) and the preloaded scale figures are skipped.
     #[arg(long, value_parser = parse_url)]
     pub url: Option<SocketAddr>,
+    /// Write the half-rate runs' requests by 100 ms window to this CSV file (`run,start_s,
+    /// requests,late,max_ms`; `start_s` on CLOCK_MONOTONIC, as `perf record -k
+    /// CLOCK_MONOTONIC` stamps its samples), to line stalls up with a trace.
+    #[arg(long)]
+    pub timeline: Option<std::path::PathBuf>,
 }
 
 /// The address of an `http://host:port` URL (or of a bare `host:port`).
@@ -307,6 +312,15 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         ),
         "",
     );
+    if let Some(path) = &opts.timeline {
+        let mut csv = String::from("run,start_s,requests,late,max_ms\n");
+        for (run, stats) in
+            [("chatd-messages", &open), ("chatd-chats", &open_chats), ("baseline-messages", &b_open)]
+        {
+            csv.push_str(&client::timeline_csv(run, stats));
+        }
+        std::fs::write(path, csv)?;
+    }
     // A stall (everything waits at once) and scheduling jitter give the same p99; they are
     // told apart by when the late requests started.
     report.note(format!(

@@ -22,6 +22,7 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
     let chatd = chatd_bench::servers::start_chatd(dir.path(), &chatd_bench::Opts::smoke()).unwrap();
     let mut opts = chatd_bench::Opts::smoke();
     opts.url = Some(chatd.addr);
+    opts.timeline = Some(dir.path().join("timeline.csv"));
     let report = chatd_bench::run(opts).expect("the benchmark runs");
     assert!(report.checks_passed, "{}", report.markdown());
     let has = |figure: &str| report.rows.iter().any(|r| r.figure.starts_with(figure));
@@ -35,6 +36,20 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
     // What the benchmark wrote went to that chatd: its database holds the messages.
     let stored = chatd.chatd.as_ref().unwrap().0.committed().get();
     assert!(stored > 100, "only {stored} changes reached the given chatd");
+    // The timeline: every half-rate run, window by window, as many requests as were measured.
+    let csv = std::fs::read_to_string(dir.path().join("timeline.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("run,start_s,requests,late,max_ms"));
+    let mut requests = std::collections::HashMap::<String, u64>::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        assert_eq!(f.len(), 5, "{line}");
+        assert!(f[1].parse::<f64>().unwrap() > 0.0 && f[4].parse::<f64>().is_ok(), "{line}");
+        *requests.entry(f[0].to_owned()).or_default() += f[2].parse::<u64>().unwrap();
+    }
+    for run in ["chatd-messages", "chatd-chats", "baseline-messages"] {
+        assert!(requests.get(run).is_some_and(|&n| n > 0), "no {run} windows in\n{csv}");
+    }
     chatd.stop();
 }
 
