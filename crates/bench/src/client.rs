@@ -106,17 +106,20 @@ pub struct Window {
 pub struct Lateness {
     pub requests: u64,
     pub late: u64,
-    /// Windows in which at least half of the requests were late.
+    /// Windows of at least [`STALL_MIN_REQUESTS`] requests of which at least half were late.
     pub stalled_windows: usize,
     pub windows: usize,
     /// Late requests that started in those windows.
     pub late_in_stalls: u64,
 }
 
+/// Fewest requests a window needs to count as stalled: one late request alone is no stall.
+pub const STALL_MIN_REQUESTS: u64 = 10;
+
 impl Lateness {
     pub fn of(windows: &[Window]) -> Self {
         let stalled: Vec<&Window> =
-            windows.iter().filter(|w| w.late > 0 && 2 * w.late >= w.requests).collect();
+            windows.iter().filter(|w| w.requests >= STALL_MIN_REQUESTS && 2 * w.late >= w.requests).collect();
         Lateness {
             requests: windows.iter().map(|w| w.requests).sum(),
             late: windows.iter().map(|w| w.late).sum(),
@@ -203,7 +206,7 @@ pub async fn run(
                 let latency = began.elapsed();
                 requests += 1;
                 let _ = hist.record((latency.as_micros() as u64).max(1));
-                let w = (began.duration_since(start).as_micros() / WINDOW.as_micros()) as usize;
+                let w = window_of(began.duration_since(start));
                 if windows.len() <= w {
                     windows.resize(w + 1, Window::default());
                 }
@@ -258,8 +261,13 @@ pub async fn run(
     Ok(stats)
 }
 
+/// The [`WINDOW`] a request started in, by its start since the run's.
+fn window_of(since_start: Duration) -> usize {
+    (since_start.as_micros() / WINDOW.as_micros()) as usize
+}
+
 /// The system's monotonic clock.
-fn monotonic_now() -> Duration {
+pub fn monotonic_now() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
@@ -323,15 +331,16 @@ mod tests {
     #[test]
     fn lateness_tells_a_stall_from_spread_jitter() {
         let w = |requests, late| Window { requests, late, max_us: 0 };
-        // Two windows where everything waited, jitter in two more, one calm, one empty.
-        let l = Lateness::of(&[w(100, 100), w(100, 2), w(100, 60), w(100, 0), w(100, 1), w(0, 0)]);
+        // Two windows where everything waited, jitter in two more, one calm, one empty, and
+        // one with a lone late request, which is no stall.
+        let l = Lateness::of(&[w(100, 100), w(100, 2), w(100, 60), w(100, 0), w(100, 1), w(0, 0), w(1, 1)]);
         assert_eq!(
             l,
-            Lateness { requests: 500, late: 163, stalled_windows: 2, windows: 6, late_in_stalls: 160 }
+            Lateness { requests: 501, late: 164, stalled_windows: 2, windows: 7, late_in_stalls: 160 }
         );
         assert_eq!(
             l.to_string(),
-            "32.6 % of requests over 10 ms; 98 % of those in 2 of 6 windows of 100 ms in which at least half were late"
+            "32.7 % of requests over 10 ms; 98 % of those in 2 of 7 windows of 100 ms in which at least half were late"
         );
         let none = Lateness::of(&[]);
         assert_eq!((none.late, none.stalled_windows), (0, 0));
@@ -339,6 +348,15 @@ mod tests {
             none.to_string(),
             "0.0 % of requests over 10 ms; 0 % of those in 0 of 0 windows of 100 ms in which at least half were late"
         );
+    }
+
+    #[test]
+    fn a_request_counts_in_the_window_it_was_scheduled_in() {
+        use std::time::Duration;
+        assert_eq!(super::window_of(Duration::ZERO), 0);
+        assert_eq!(super::window_of(Duration::from_micros(99_999)), 0);
+        assert_eq!(super::window_of(Duration::from_millis(100)), 1);
+        assert_eq!(super::window_of(Duration::from_millis(4_999)), 49);
     }
 
     #[test]

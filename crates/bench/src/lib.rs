@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Parser;
 use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
@@ -62,11 +63,12 @@ pub struct Opts {
     /// Drive the chatd already serving its full API at this address (`http://host:port`)
     /// instead of starting one in this process: the load generator then has its own process.
     /// Start that chatd with `--ip-rate 0 --token-rate 0` (the benchmark's requests come from
-    /// one address and few tokens). Its own settings apply, so `--synchronous` and the index
-    /// options here are ignored; figures that need chatd's insides (rows per commit, index
+    /// one address and few tokens). Its own settings apply, so `--synchronous`, the index
+    /// options and `--server-threads` (which then sizes only the baseline, still in this
+    /// process) do not reach it; figures that need chatd's insides (rows per commit, index
     /// segments, its memory) and the preloaded scale figures are skipped.
     #[arg(long, value_parser = parse_url)]
-    pub url: Option<SocketAddr>,
+    pub url: Option<ServerUrl>,
     /// Write the half-rate runs' requests by 100 ms window to this CSV file (`run,start_s,
     /// requests,late,max_ms`; `start_s` on CLOCK_MONOTONIC, as `perf record -k
     /// CLOCK_MONOTONIC` stamps its samples), to line stalls up with a trace.
@@ -74,8 +76,31 @@ pub struct Opts {
     pub timeline: Option<std::path::PathBuf>,
 }
 
-/// The address of an `http://host:port` URL (or of a bare `host:port`).
-fn parse_url(url: &str) -> Result<SocketAddr, String> {
+/// Where `--url` points: every address its host resolves to, in the resolver's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerUrl(pub Vec<SocketAddr>);
+
+impl From<SocketAddr> for ServerUrl {
+    fn from(addr: SocketAddr) -> Self {
+        ServerUrl(vec![addr])
+    }
+}
+
+impl ServerUrl {
+    /// The first of its addresses that accepts a connection (`localhost` may resolve to
+    /// `::1` first while chatd listens on 127.0.0.1).
+    fn reachable(&self) -> anyhow::Result<SocketAddr> {
+        for addr in &self.0 {
+            if std::net::TcpStream::connect_timeout(addr, Duration::from_secs(2)).is_ok() {
+                return Ok(*addr);
+            }
+        }
+        anyhow::bail!("nothing accepts connections at {:?}", self.0)
+    }
+}
+
+/// The addresses of an `http://host:port` URL (or of a bare `host:port`).
+fn parse_url(url: &str) -> Result<ServerUrl, String> {
     use std::net::ToSocketAddrs;
     let rest = url.strip_prefix("http://").unwrap_or(url);
     if rest.contains("://") {
@@ -85,11 +110,12 @@ fn parse_url(url: &str) -> Result<SocketAddr, String> {
     if host_port.contains('/') {
         return Err("give the server's address only, without a path".into());
     }
-    host_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host_port}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host_port} resolves to no address"))
+    let addrs: Vec<SocketAddr> =
+        host_port.to_socket_addrs().map_err(|e| format!("cannot resolve {host_port}: {e}"))?.collect();
+    if addrs.is_empty() {
+        return Err(format!("{host_port} resolves to no address"));
+    }
+    Ok(ServerUrl(addrs))
 }
 
 impl Opts {
@@ -182,11 +208,19 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     });
     let words = Words::new(5000);
     let duration = Duration::from_secs(opts.seconds);
+    // Created now, so that a path that cannot be written fails before the runs, not after.
+    let timeline = match &opts.timeline {
+        Some(path) => {
+            Some(std::fs::File::create(path).with_context(|| format!("--timeline {}", path.display()))?)
+        }
+        None => None,
+    };
 
     // ---------------------------------------------------------------- chatd, empty
     let dir = tempfile::tempdir()?;
-    let chatd = match opts.url {
-        Some(addr) => {
+    let chatd = match &opts.url {
+        Some(url) => {
+            let addr = url.reachable()?;
             println!("chatd at {addr} (another process)");
             servers::Running::external(addr)
         }
@@ -312,14 +346,15 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         ),
         "",
     );
-    if let Some(path) = &opts.timeline {
+    if let Some(mut file) = timeline {
+        use std::io::Write;
         let mut csv = String::from("run,start_s,requests,late,max_ms\n");
         for (run, stats) in
             [("chatd-messages", &open), ("chatd-chats", &open_chats), ("baseline-messages", &b_open)]
         {
             csv.push_str(&client::timeline_csv(run, stats));
         }
-        std::fs::write(path, csv)?;
+        file.write_all(csv.as_bytes())?;
     }
     // A stall (everything waits at once) and scheduling jitter give the same p99; they are
     // told apart by when the late requests started.
@@ -382,7 +417,8 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     // ---------------------------------------------------------------- at scale
     if opts.url.is_some() {
         report.note(
-            "chatd ran in another process: its memory, rows per commit, index segments and the \
+            "chatd ran in another process (with its own settings and worker threads; the \
+             baseline in this one): its memory, rows per commit, index segments and the \
              preloaded scale figures were not measured"
                 .into(),
         );

@@ -15,15 +15,21 @@ fn smoke_run_measures_every_figure_and_every_check_passes() {
 }
 
 /// `--url`: the same scenarios against a chatd the benchmark did not start, reached only
-/// over HTTP (here one started in this test, on its own runtime and port).
+/// over HTTP (here one started in this test, on its own runtime and port); and the
+/// `--timeline` of its half-rate runs.
 #[test]
 fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s_insides() {
     let dir = tempfile::tempdir().unwrap();
     let chatd = chatd_bench::servers::start_chatd(dir.path(), &chatd_bench::Opts::smoke()).unwrap();
     let mut opts = chatd_bench::Opts::smoke();
-    opts.url = Some(chatd.addr);
+    // An address where nothing listens first: the benchmark goes on to the next.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    opts.url = Some(chatd_bench::ServerUrl(vec![closed, chatd.addr]));
     opts.timeline = Some(dir.path().join("timeline.csv"));
+    let seconds = opts.seconds;
+    let before = chatd_bench::client::monotonic_now();
     let report = chatd_bench::run(opts).expect("the benchmark runs");
+    let after = chatd_bench::client::monotonic_now();
     assert!(report.checks_passed, "{}", report.markdown());
     let has = |figure: &str| report.rows.iter().any(|r| r.figure.starts_with(figure));
     assert!(has("create-message throughput") && has("create-to-searchable lag"), "{}", report.markdown());
@@ -36,31 +42,49 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
     // What the benchmark wrote went to that chatd: its database holds the messages.
     let stored = chatd.chatd.as_ref().unwrap().0.committed().get();
     assert!(stored > 100, "only {stored} changes reached the given chatd");
-    // The timeline: every half-rate run, window by window, as many requests as were measured.
+    chatd.stop();
+
+    // The timeline: each half-rate run as consecutive 100 ms windows over the run's seconds,
+    // stamped on the monotonic clock within the benchmark's run.
     let csv = std::fs::read_to_string(dir.path().join("timeline.csv")).unwrap();
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("run,start_s,requests,late,max_ms"));
-    let mut requests = std::collections::HashMap::<String, u64>::new();
+    let mut runs = std::collections::BTreeMap::<String, Vec<(f64, u64, u64)>>::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
         assert_eq!(f.len(), 5, "{line}");
-        assert!(f[1].parse::<f64>().unwrap() > 0.0 && f[4].parse::<f64>().is_ok(), "{line}");
-        *requests.entry(f[0].to_owned()).or_default() += f[2].parse::<u64>().unwrap();
+        let (late, max_ms): (u64, f64) = (f[3].parse().unwrap(), f[4].parse().unwrap());
+        let requests: u64 = f[2].parse().unwrap();
+        assert!(late <= requests && (late == 0 || max_ms >= 10.0), "{line}");
+        runs.entry(f[0].to_owned()).or_default().push((f[1].parse().unwrap(), requests, late));
     }
-    for run in ["chatd-messages", "chatd-chats", "baseline-messages"] {
-        assert!(requests.get(run).is_some_and(|&n| n > 0), "no {run} windows in\n{csv}");
+    assert_eq!(
+        runs.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["baseline-messages", "chatd-chats", "chatd-messages"],
+        "{csv}"
+    );
+    for (run, windows) in &runs {
+        assert_eq!(windows.len() as u64, seconds * 10, "{run}: one row per 100 ms\n{csv}");
+        assert!(windows.iter().all(|w| w.1 > 0), "{run}: a window without requests\n{csv}");
+        let first = windows[0].0;
+        assert!(first >= before.as_secs_f64() && first <= after.as_secs_f64(), "{run} starts at {first}");
+        for (i, w) in windows.iter().enumerate() {
+            assert!((w.0 - first - 0.1 * i as f64).abs() < 0.0015, "{run}: window {i} at {}", w.0);
+        }
     }
-    chatd.stop();
 }
 
 #[test]
 fn url_option_takes_an_http_address() {
+    use chatd_bench::ServerUrl;
     use clap::Parser;
-    let opts = chatd_bench::Opts::try_parse_from(["chatd-bench", "--url", "http://127.0.0.1:3000/"]).unwrap();
-    assert_eq!(opts.url, Some("127.0.0.1:3000".parse().unwrap()));
-    let bare = chatd_bench::Opts::try_parse_from(["chatd-bench", "--url", "127.0.0.1:3000"]).unwrap();
-    assert_eq!(bare.url, opts.url);
+    let parse = |url: &str| chatd_bench::Opts::try_parse_from(["chatd-bench", "--url", url]).map(|o| o.url);
+    let v4: std::net::SocketAddr = "127.0.0.1:3000".parse().unwrap();
+    assert_eq!(parse("http://127.0.0.1:3000/").unwrap(), Some(ServerUrl(vec![v4])));
+    assert_eq!(parse("127.0.0.1:3000").unwrap(), Some(ServerUrl(vec![v4])));
+    assert_eq!(parse("http://[::1]:3000").unwrap(), Some(ServerUrl(vec!["[::1]:3000".parse().unwrap()])));
+    assert!(parse("http://localhost:3000").unwrap().is_some_and(|u| u.0.iter().all(|a| a.port() == 3000)));
     for bad in ["https://127.0.0.1:3000", "http://127.0.0.1:3000/applications", "http://127.0.0.1"] {
-        assert!(chatd_bench::Opts::try_parse_from(["chatd-bench", "--url", bad]).is_err(), "{bad}");
+        assert!(parse(bad).is_err(), "{bad}");
     }
 }
