@@ -22,8 +22,10 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     telemetry::init(&config.log);
+    // Before the "listening" line, so that a signal right after it still stops chatd cleanly.
+    let shutdown = telemetry::shutdown_signal()?;
     let app = Application::build(config).await?;
     let creation = app.creation_addr().map_or_else(|| "off".to_owned(), |a| a.to_string());
     tracing::info!(api = %app.api_addr(), creation = %creation, "listening");
-    app.run_until(telemetry::shutdown_signal()).await
+    app.run_until(shutdown).await
 }

@@ -15,25 +15,43 @@ pub fn init(filter: &str) {
         .init();
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Listens for SIGTERM and Ctrl-C (SIGINT) from this call on, and returns a future that
+/// completes on the first of them. The handlers are installed here, not when the future is
+/// first polled: a signal sent as soon as chatd says it is listening must find them, or its
+/// default action would end the process without draining accepted writes.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let signalled = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (mut term, mut interrupt) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+        async move {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending().await,
         }
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    let signalled = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    Ok(async move {
+        signalled.await;
+        tracing::info!("shutdown requested; draining accepted writes");
+    })
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::time::Duration;
+
+    /// A signal that arrives after `shutdown_signal` returned, but before anything polled
+    /// its future, still ends the wait: the handlers are installed by the call itself. (A
+    /// SIGTERM with no handler yet would end this test process by the default action.)
+    #[tokio::test]
+    async fn handlers_are_in_place_before_the_future_is_polled() {
+        let stop = super::shutdown_signal().expect("the handlers install");
+        rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM).unwrap();
+        tokio::time::timeout(Duration::from_secs(30), stop).await.expect("SIGTERM ends the wait");
     }
-    tracing::info!("shutdown requested; draining accepted writes");
 }
