@@ -243,15 +243,13 @@ pub fn chatd_command() -> std::process::Command {
 
 /// Spawns `command` and returns the child with its API's base URL, read from its
 /// "listening" log line (so it may bind port 0).
-pub fn start_process(command: std::process::Command) -> (std::process::Child, String) {
+pub fn start_process(command: std::process::Command) -> (Process, String) {
     let (child, base, _) = start_process_logged(command);
     (child, base)
 }
 
 /// [`start_process`], also handing back the log lines up to the "listening" one.
-pub fn start_process_logged(
-    mut command: std::process::Command,
-) -> (std::process::Child, String, Vec<String>) {
+pub fn start_process_logged(mut command: std::process::Command) -> (Process, String, Vec<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = command.spawn().expect("chatd starts");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -265,14 +263,41 @@ pub fn start_process_logged(
     };
     // Keep draining stderr so the child never blocks on a full pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, format!("http://{addr}"), log)
+    (Process(child), format!("http://{addr}"), log)
+}
+
+/// A chatd process of a test. Dropped while it still runs (a test that failed before
+/// stopping it), it is killed and reaped, so that no server outlives its test.
+#[derive(Debug)]
+pub struct Process(std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 /// Starts the binary on a data directory, API only, on a port of its choosing, with the
 /// rate limits off (as `Config::ephemeral`: every request of a test comes from one address,
 /// and a fast build of a test such as the jepsen one's final reads outran the per-IP
 /// default; the limits have tests of their own).
-pub fn start_chatd(data_dir: &std::path::Path) -> (std::process::Child, String) {
+pub fn start_chatd(data_dir: &std::path::Path) -> (Process, String) {
     let mut command = chatd_command();
     command
         .args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--ip-rate", "0", "--token-rate", "0"])

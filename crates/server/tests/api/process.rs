@@ -52,6 +52,18 @@ async fn configuration_comes_from_a_dot_env_file_and_sigterm_stops_cleanly() {
     assert!(terminate(&mut child).success());
 }
 
+/// A test that fails before stopping its chatd leaves no server behind: the handle kills
+/// and reaps it when dropped.
+#[test]
+fn a_chatd_whose_test_ends_without_stopping_it_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, _) = start_chatd(dir.path());
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", child.id()));
+    assert!(proc_dir.exists());
+    drop(child);
+    assert!(!proc_dir.exists(), "chatd still runs after its handle was dropped");
+}
+
 #[tokio::test]
 async fn reindex_rebuilds_the_index_and_refuses_while_the_server_runs() {
     let dir = tempfile::tempdir().unwrap();
