@@ -80,12 +80,6 @@ pub struct Opts {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUrl(pub Vec<SocketAddr>);
 
-impl From<SocketAddr> for ServerUrl {
-    fn from(addr: SocketAddr) -> Self {
-        ServerUrl(vec![addr])
-    }
-}
-
 impl ServerUrl {
     /// The first of its addresses that accepts a connection (`localhost` may resolve to
     /// `::1` first while chatd listens on 127.0.0.1).
