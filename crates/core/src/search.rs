@@ -130,7 +130,8 @@ pub enum MatchKind {
     InsideWords,
 }
 
-fn term_match(body: &str, term: &str) -> Option<MatchKind> {
+/// How one normalised term occurs in normalised text: `None` if it does not.
+pub fn term_match(body: &str, term: &str) -> Option<MatchKind> {
     let mut found = false;
     let mut from = 0;
     // Every occurrence, overlapping ones included ("a-a" in "ba-a-a" occurs at 1 and 3).
