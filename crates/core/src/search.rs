@@ -130,8 +130,7 @@ pub enum MatchKind {
     InsideWords,
 }
 
-/// How one normalised term occurs in normalised text: `None` if it does not.
-pub fn term_match(body: &str, term: &str) -> Option<MatchKind> {
+fn term_match(body: &str, term: &str) -> Option<MatchKind> {
     let mut found = false;
     let mut from = 0;
     // Every occurrence, overlapping ones included ("a-a" in "ba-a-a" occurs at 1 and 3).

@@ -1,13 +1,14 @@
 //! chatd's embedded search index.
 //!
-//! tantivy holds, for every message, the tokens of its normalised body (see
-//! [`chatd_core::search::normalize`]): the runs of characters between spaces, each prefixed
-//! by its chat's key, without positions or frequencies. A search scans its chat's range of
-//! the term dictionary for the tokens each term can lie in (see [`tokens::pieces`]), unions
-//! their postings and intersects across terms. Candidates are a superset of the answer: the
-//! core verifies each against the body before returning it. (Indexes of 1- and 3-character
-//! grams came before: they made every create cost its body's length in index terms, about a
-//! third of chatd's CPU per create.)
+//! tantivy holds, for every message, the characters of its normalised body (see
+//! [`chatd_core::search::normalize`]), its 3-character grams at their positions (the last
+//! two characters ending in a marker, so that every 2-character substring begins a 3-gram),
+//! and its normalised words. A 1-character term is looked up as a character; a
+//! 2-character one as every 3-gram it begins; a longer one as a phrase of its 3-grams at
+//! their offsets, so candidates are nearly exact; the whole-word pass also needs the term's
+//! words. (2-character grams were indexed once: they cost a fifth of the indexing CPU.)
+//! Matching messages' numbers are read from a fast field. Candidates are a superset of the
+//! answer: the core verifies each against the body before returning it.
 //!
 //! The index is fed by one [`Indexer`] thread from the store's change sequence, in commit
 //! order. Each index commit records the sequence it covers as its payload, atomically with
@@ -15,17 +16,24 @@
 #![deny(unsafe_code)]
 
 mod directory;
+mod grams;
 mod indexer;
-mod tokens;
 
+use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use chatd_core::error::StoreResult;
-use chatd_core::search::{CandidateIndex, Change, ChatKey, Keyword, Pass, normalize};
+use chatd_core::search::{CandidateIndex, Change, ChatKey, Keyword, Pass, is_word_char, normalize};
 use chatd_core::{MessageNumber, StoreError};
+use grams::{GramTokenizer, Grams, TermGrams};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::query::{BooleanQuery, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
-use tantivy::{DocId, Index, IndexReader, IndexWriter, ReloadPolicy, SegmentReader, TantivyDocument, Term};
-use tokens::{Piece, ScopedTokenizer};
+use tantivy::{
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentReader, TantivyDocument,
+    Term,
+};
 
 pub use indexer::{Indexer, IndexerOptions, rebuild};
 
@@ -34,26 +42,29 @@ pub use indexer::{Indexer, IndexerOptions, rebuild};
 struct Fields {
     /// The message's store identity: edits delete by it.
     message: Field,
+    chat: Field,
     number: Field,
-    /// The body's tokens, scoped by chat (see [`tokens`]).
-    tokens: Field,
+    /// Characters, without positions.
+    chars: Field,
+    /// 3-character grams at their character positions.
+    tri: Field,
+    words: Field,
 }
-
-/// The name of the `number` fast field.
-const NUMBER: &str = "number";
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let tokens = TextOptions::default().set_indexing_options(
-        TextFieldIndexing::default()
-            .set_tokenizer(ScopedTokenizer::NAME)
-            .set_index_option(IndexRecordOption::Basic)
-            .set_fieldnorms(false),
-    );
+    let tokens = |tokenizer, option| {
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default().set_tokenizer(tokenizer).set_index_option(option),
+        )
+    };
     let fields = Fields {
         message: b.add_i64_field("message", INDEXED),
-        number: b.add_i64_field(NUMBER, FAST),
-        tokens: b.add_text_field("scoped_tokens", tokens),
+        chat: b.add_i64_field("chat", INDEXED),
+        number: b.add_i64_field("number", FAST),
+        chars: b.add_text_field("chars", tokens(GramTokenizer::CHARS, IndexRecordOption::Basic)),
+        tri: b.add_text_field("tri", tokens(GramTokenizer::TRI, IndexRecordOption::WithFreqsAndPositions)),
+        words: b.add_text_field("words", tokens(GramTokenizer::WORDS, IndexRecordOption::Basic)),
     };
     (b.build(), fields)
 }
@@ -101,7 +112,10 @@ impl SearchIndex {
             }
             other => other.map_err(map_err)?,
         };
-        index.tokenizers().register(ScopedTokenizer::NAME, ScopedTokenizer);
+        let tokenizers = index.tokenizers();
+        tokenizers.register(GramTokenizer::CHARS, GramTokenizer(Grams::Chars));
+        tokenizers.register(GramTokenizer::TRI, GramTokenizer(Grams::Tri));
+        tokenizers.register(GramTokenizer::WORDS, GramTokenizer(Grams::Words));
         let reader =
             index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into().map_err(map_err)?;
         Ok(SearchIndex { index, reader, fields })
@@ -127,8 +141,11 @@ impl SearchIndex {
         let body = normalize(&change.body);
         let mut doc = TantivyDocument::new();
         doc.add_i64(f.message, change.message);
+        doc.add_i64(f.chat, change.chat.0);
         doc.add_i64(f.number, change.number.get());
-        doc.add_text(f.tokens, tokens::document_text(change.chat, &body));
+        doc.add_text(f.chars, &body);
+        doc.add_text(f.tri, &body);
+        doc.add_text(f.words, body);
         writer.add_document(doc).map_err(map_err)?;
         Ok(())
     }
@@ -146,92 +163,108 @@ impl SearchIndex {
         self.reader.reload().map_err(map_err)
     }
 
-    /// Numbers of the chat's documents with, for every piece, a token the piece accepts.
-    fn matching(&self, segment: &SegmentReader, scope: &str, pieces: &[Piece]) -> StoreResult<Vec<i64>> {
-        let index = segment.inverted_index(self.fields.tokens).map_err(map_err)?;
-        let mut sets: Vec<DocSet> = pieces.iter().map(|_| DocSet::new(segment.max_doc())).collect();
-        let mut accepting: Vec<usize> = Vec::with_capacity(pieces.len());
-        let end = tokens::scope_end(scope);
-        let mut stream = index
-            .terms()
-            .range()
-            .ge(scope.as_bytes())
-            .lt(end.as_bytes())
-            .into_stream()
-            .map_err(|e| map_err(e.into()))?;
-        while stream.advance() {
-            let token = std::str::from_utf8(&stream.key()[scope.len()..]).map_err(StoreError::internal)?;
-            accepting.clear();
-            accepting.extend(pieces.iter().enumerate().filter(|(_, p)| p.accepts(token)).map(|(i, _)| i));
-            if accepting.is_empty() {
-                continue;
-            }
-            let mut postings = index
-                .read_block_postings_from_terminfo(stream.value(), IndexRecordOption::Basic)
-                .map_err(|e| map_err(e.into()))?;
-            while !postings.docs().is_empty() {
-                for &i in &accepting {
-                    sets[i].insert_all(postings.docs());
+    fn query(
+        &self,
+        searcher: &Searcher,
+        chat: ChatKey,
+        keyword: &Keyword,
+        pass: Pass,
+    ) -> StoreResult<BooleanQuery> {
+        let f = self.fields;
+        let term_query =
+            |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
+        let mut terms: HashSet<Term> = HashSet::new();
+        let mut phrases: Vec<Box<dyn Query>> = Vec::new();
+        terms.insert(Term::from_field_i64(f.chat, chat.0));
+        for term in keyword.terms() {
+            if pass == Pass::WholeWords {
+                terms.extend(grams::words(term).map(|w| Term::from_field_text(f.words, w)));
+                if term.chars().all(is_word_char) {
+                    // A body holds the word as a whole word exactly when its words include
+                    // it: the word's term alone is exact, its grams would add nothing.
+                    continue;
                 }
-                postings.advance();
+            }
+            match grams::query_grams(term) {
+                TermGrams::Char(c) => {
+                    terms.insert(Term::from_field_text(f.chars, &c));
+                }
+                TermGrams::Prefix(p) => {
+                    let grams = self.tri_grams_beginning(searcher, &p)?;
+                    phrases.push(Box::new(BooleanQuery::union(grams.into_iter().map(term_query).collect())));
+                }
+                TermGrams::Tri(grams) if grams.len() == 1 => {
+                    terms.extend(grams.iter().map(|(_, g)| Term::from_field_text(f.tri, g)));
+                }
+                TermGrams::Tri(grams) => {
+                    let at = grams.into_iter().map(|(o, g)| (o, Term::from_field_text(f.tri, &g))).collect();
+                    phrases.push(Box::new(PhraseQuery::new_with_offset(at)));
+                }
             }
         }
-        let Some(mut found) = sets.pop() else { return Ok(Vec::new()) };
-        for set in &sets {
-            found.keep_only(set);
+        Ok(BooleanQuery::intersection(terms.into_iter().map(term_query).chain(phrases).collect()))
+    }
+
+    /// Every indexed 3-gram that begins with `prefix`, in any segment.
+    fn tri_grams_beginning(&self, searcher: &Searcher, prefix: &str) -> StoreResult<BTreeSet<Term>> {
+        let mut out = BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let index = segment.inverted_index(self.fields.tri).map_err(map_err)?;
+            let mut stream =
+                index.terms().range().ge(prefix.as_bytes()).into_stream().map_err(|e| map_err(e.into()))?;
+            while stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
+                let gram = std::str::from_utf8(stream.key()).map_err(StoreError::internal)?;
+                out.insert(Term::from_field_text(self.fields.tri, gram));
+            }
         }
-        let numbers = segment.fast_fields().i64(NUMBER).map_err(map_err)?;
-        let alive = segment.alive_bitset();
-        Ok(found
-            .iter()
-            .filter(|&doc| alive.is_none_or(|a| a.is_alive(doc)))
-            .filter_map(|doc| numbers.first(doc))
-            .collect())
+        Ok(out)
     }
 }
 
 impl CandidateIndex for SearchIndex {
     fn candidates(&self, chat: ChatKey, keyword: &Keyword, pass: Pass) -> StoreResult<Vec<MessageNumber>> {
-        let pieces: Vec<Piece> = keyword.terms().iter().flat_map(|t| tokens::pieces(t, pass)).collect();
-        let scope = tokens::scope(chat);
-        let mut numbers = Vec::new();
-        for segment in self.reader.searcher().segment_readers() {
-            numbers.extend(self.matching(segment, &scope, &pieces)?);
-        }
+        let searcher = self.reader.searcher();
+        let numbers =
+            searcher.search(&self.query(&searcher, chat, keyword, pass)?, &Numbers).map_err(map_err)?;
         Ok(numbers.into_iter().filter_map(|n| MessageNumber::try_from(n).ok()).collect())
     }
 }
 
-/// A set of a segment's documents.
-struct DocSet(Vec<u64>);
+/// Collects the `number` fast field of every matching document.
+struct Numbers;
 
-impl DocSet {
-    fn new(max_doc: DocId) -> Self {
-        DocSet(vec![0; (max_doc as usize).div_ceil(64)])
+struct SegmentNumbers {
+    column: Column<i64>,
+    out: Vec<i64>,
+}
+
+impl Collector for Numbers {
+    type Fruit = Vec<i64>;
+    type Child = SegmentNumbers;
+
+    fn for_segment(&self, _: u32, segment: &SegmentReader) -> tantivy::Result<SegmentNumbers> {
+        Ok(SegmentNumbers { column: segment.fast_fields().i64("number")?, out: Vec::new() })
     }
 
-    fn insert_all(&mut self, docs: &[DocId]) {
-        for &d in docs {
-            self.0[d as usize / 64] |= 1 << (d % 64);
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<i64>>) -> tantivy::Result<Vec<i64>> {
+        Ok(fruits.concat())
+    }
+}
+
+impl SegmentCollector for SegmentNumbers {
+    type Fruit = Vec<i64>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        if let Some(n) = self.column.first(doc) {
+            self.out.push(n);
         }
     }
 
-    fn keep_only(&mut self, other: &DocSet) {
-        for (a, b) in self.0.iter_mut().zip(&other.0) {
-            *a &= b;
-        }
-    }
-
-    fn iter(&self) -> impl Iterator<Item = DocId> + '_ {
-        self.0.iter().enumerate().flat_map(|(i, &word)| {
-            let mut w = word;
-            std::iter::from_fn(move || {
-                (w != 0).then(|| {
-                    let bit = w.trailing_zeros();
-                    w &= w - 1;
-                    i as DocId * 64 + bit
-                })
-            })
-        })
+    fn harvest(self) -> Vec<i64> {
+        self.out
     }
 }
