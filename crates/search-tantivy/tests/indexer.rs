@@ -1,5 +1,6 @@
-//! The indexer against a real SQLite store: edits leave no stale entry, and an index that
-//! is ahead of its database, or of another schema, is rebuilt rather than trusted.
+//! The indexer against a real SQLite store: edits leave no stale entry, an index that is
+//! ahead of its database, or of another schema, is rebuilt rather than trusted, and
+//! candidates hold every match.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chatd_core::progress::Progress;
-use chatd_core::search::{CandidateIndex, ChatKey, Keyword, MessageSource, Pass};
+use chatd_core::search::{CandidateIndex, ChatKey, Keyword, MatchKind, MessageSource, Pass};
 use chatd_core::{AppName, AppToken, ChatNumber, Ingest, MessageBody};
 use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
 use chatd_store_sqlite::{Options, SqliteSource, SqliteStore};
@@ -90,7 +91,8 @@ async fn an_edit_leaves_no_stale_entry_in_the_index() {
     s.wait_indexed();
     assert!(s.candidates(key, "original").is_empty(), "the old text is still indexed");
     assert_eq!(s.candidates(key, "replacement"), [1]);
-    assert_eq!(s.candidates(key, "e"), [1, 2], "one document per message after an edit");
+    // "r" is in the old text too: a stale document would make message 1 a candidate twice.
+    assert_eq!(s.candidates(key, "r"), [1, 2], "one document per message after an edit");
     s.stop().await;
 }
 
@@ -279,4 +281,95 @@ fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_values_and_the_c
     assert!(!at(&threads, "merge_thread"), "no merge thread is left at the indexer's: {threads:?}");
     assert_eq!(priority(), before, "the thread that started the indexer keeps its priority");
     indexer.close();
+}
+
+/// Every message of `texts` (numbered from 1) that matches `keyword`, as the core decides.
+fn matching(texts: &[String], keyword: &str, pass: Pass) -> Vec<i64> {
+    let keyword = Keyword::parse(keyword).unwrap();
+    (1..=texts.len() as i64)
+        .filter(|&n| match keyword.matches(&chatd_core::search::normalize(&texts[n as usize - 1])) {
+            Some(MatchKind::WholeWords) => true,
+            Some(MatchKind::InsideWords) => pass == Pass::Substrings,
+            None => false,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn candidates_hold_every_match_across_segments_long_words_and_quoted_terms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    // A word of 1,300 characters, and terms taken from inside it.
+    let long: String = (0..1300).map(|i| char::from_u32(0x4E00 + i).unwrap()).collect();
+    let texts: Vec<String> = vec![
+        "Rails and Go, stuff".into(),
+        "going to the café".into(),
+        format!("{long} tail"),
+        "c++ and go-kart 🎉".into(),
+        format!("head {long}"),
+        "GO".into(),
+        // Normalises to "mhz" 100 times: terms of 300 characters from a keyword of 100.
+        format!("pre {} post", "㎒".repeat(100)),
+    ];
+    let app = s.store.create_application(AppName::parse("t".into()).unwrap()).await.unwrap();
+    let chat = s.store.create_chat(app.token.clone()).await.unwrap();
+    let decoy = s.store.create_chat(app.token.clone()).await.unwrap();
+    for (i, text) in texts.iter().enumerate() {
+        let long_body = MessageBody::parse(text.clone(), 64 * 1024).unwrap();
+        s.store.create_message(app.token.clone(), chat, long_body).await.unwrap();
+        s.store
+            .create_message(app.token.clone(), decoy, body("rails go café c++ 🎉 tail head"))
+            .await
+            .unwrap();
+        if i % 2 == 1 {
+            // Index commits in between, so that the messages lie in several segments.
+            s.wait_indexed();
+        }
+    }
+    s.wait_indexed();
+    let key = s.source.chat_key(&app.token, chat).unwrap();
+    let inside_long: String = long.chars().skip(500).take(30).collect();
+    let tail_of_long: String = long.chars().skip(1100).collect();
+    let head_of_long: String = long.chars().take(240).collect();
+    let keywords = [
+        "go".to_owned(),
+        "o".into(),
+        "RAILS and".into(),
+        "\"rails and go\"".into(),
+        "\"s and g\"".into(),
+        "cafe".into(),
+        "c++".into(),
+        "🎉".into(),
+        "kart 🎉".into(),
+        inside_long.clone(),
+        format!("\"{tail_of_long} tail\""),
+        format!("\"head {head_of_long}\""),
+        long.chars().take(256).collect(),
+        "㎒".repeat(100),
+        format!("\"pre {}\"", "㎒".repeat(100)),
+        format!("\"pre {} post\"", "㎒".repeat(100)),
+        format!("\"{}\"", "mhz".repeat(80)),
+        "absent".into(),
+    ];
+    for keyword in &keywords {
+        for pass in [Pass::WholeWords, Pass::Substrings] {
+            let parsed = Keyword::parse(keyword).unwrap();
+            let mut found: Vec<i64> =
+                s.index.candidates(key, &parsed, pass).unwrap().iter().map(|n| n.get()).collect();
+            found.sort_unstable();
+            let wanted = matching(&texts, keyword, pass);
+            assert!(
+                wanted.iter().all(|n| found.contains(n)),
+                "{keyword:?} {pass:?}: {found:?} misses some of {wanted:?}"
+            );
+            if pass == Pass::Substrings && parsed.terms().iter().all(|t| t.chars().count() <= 3) {
+                // A term of at most 3 characters is looked up by exactly the grams that
+                // make it up: the lookup is exact.
+                assert_eq!(found, wanted, "{keyword:?}");
+            }
+        }
+    }
+    assert_eq!(matching(&texts, &inside_long, Pass::Substrings), [3, 5]);
+    assert_eq!(matching(&texts, &format!("\"pre {} post\"", "㎒".repeat(100)), Pass::WholeWords), [7]);
+    s.stop().await;
 }

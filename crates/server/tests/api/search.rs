@@ -232,11 +232,14 @@ async fn hostile_keywords_answer_200_or_422_never_5xx() {
     }
 }
 
-/// The oracle: every whitespace-separated term, normalised, is a substring of the
-/// normalised body.
+/// The oracle: every whitespace-separated term (or the one quoted term, spaces included),
+/// normalised, is a substring of the normalised body.
 fn brute_force(bodies: &[String], keyword: &str) -> BTreeSet<i64> {
     use chatd_core::search::normalize;
-    let terms: Vec<String> = keyword.split_whitespace().map(normalize).collect();
+    let terms: Vec<String> = match keyword.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+        Some(quoted) => vec![normalize(quoted)],
+        None => keyword.split_whitespace().map(normalize).collect(),
+    };
     // Message n is bodies[n - 1].
     (1..=bodies.len() as i64)
         .filter(|&n| terms.iter().all(|t| normalize(&bodies[n as usize - 1]).contains(t.as_str())))
@@ -272,7 +275,12 @@ proptest! {
                 let chars: Vec<char> = which.get(&bodies).chars().collect();
                 let start = (*start).min(chars.len() - 1);
                 let end = (start + len).min(chars.len());
-                keywords.push(chars[start..end].iter().collect());
+                let cut: String = chars[start..end].iter().collect();
+                if cut.trim().contains(' ') {
+                    // The same text as one quoted term: its spaces must then match too.
+                    keywords.push(format!("\"{cut}\""));
+                }
+                keywords.push(cut);
             }
             for keyword in keywords.iter().filter(|k| !k.trim().is_empty()) {
                 let (status, found) = app.search(&token, chat, keyword).await;
