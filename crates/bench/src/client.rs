@@ -99,6 +99,22 @@ pub struct Window {
     pub max_us: u64,
 }
 
+impl Window {
+    fn record(&mut self, latency: Duration) {
+        self.add(&Window {
+            requests: 1,
+            late: u64::from(latency > LATE),
+            max_us: latency.as_micros() as u64,
+        });
+    }
+
+    fn add(&mut self, other: &Window) {
+        self.requests += other.requests;
+        self.late += other.late;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+}
+
 /// How a run's late requests are spread over time: a stall (everything waits at once)
 /// shows as a few windows where most requests were late; jitter as a few late requests in
 /// many windows.
@@ -210,9 +226,7 @@ pub async fn run(
                 if windows.len() <= w {
                     windows.resize(w + 1, Window::default());
                 }
-                windows[w].requests += 1;
-                windows[w].late += u64::from(latency > LATE);
-                windows[w].max_us = windows[w].max_us.max(latency.as_micros() as u64);
+                windows[w].record(latency);
                 let verdict = match outcome {
                     Ok((status, body)) => check(&call, status, &body),
                     Err(e) => Err(e.to_string()),
@@ -245,9 +259,7 @@ pub async fn run(
             stats.windows.resize(windows.len(), Window::default());
         }
         for (all, w) in stats.windows.iter_mut().zip(&windows) {
-            all.requests += w.requests;
-            all.late += w.late;
-            all.max_us = all.max_us.max(w.max_us);
+            all.add(w);
         }
         stats.latency.add(&hist)?;
         stats.requests += requests;
@@ -272,8 +284,11 @@ pub fn monotonic_now() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
-/// A run's windows as CSV lines: `run,start_s,requests,late,max_ms`, where `start_s` is the
-/// window's start on the monotonic clock.
+/// The header of the lines [`timeline_csv`] writes.
+pub const TIMELINE_HEADER: &str = "run,start_s,requests,late,max_ms";
+
+/// A run's windows as CSV lines under [`TIMELINE_HEADER`], where `start_s` is the window's
+/// start on the monotonic clock.
 pub fn timeline_csv(run: &str, stats: &RunStats) -> String {
     let mut out = String::new();
     for (i, w) in stats.windows.iter().enumerate() {

@@ -342,7 +342,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     );
     if let Some(mut file) = timeline {
         use std::io::Write;
-        let mut csv = String::from("run,start_s,requests,late,max_ms\n");
+        let mut csv = format!("{}\n", client::TIMELINE_HEADER);
         for (run, stats) in
             [("chatd-messages", &open), ("chatd-chats", &open_chats), ("baseline-messages", &b_open)]
         {

@@ -284,8 +284,7 @@ fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_values_and_the_c
 }
 
 /// Every message of `texts` (numbered from 1) that matches `keyword`, as the core decides.
-fn matching(texts: &[String], keyword: &str, pass: Pass) -> Vec<i64> {
-    let keyword = Keyword::parse(keyword).unwrap();
+fn matching(texts: &[String], keyword: &Keyword, pass: Pass) -> Vec<i64> {
     (1..=texts.len() as i64)
         .filter(|&n| match keyword.matches(&chatd_core::search::normalize(&texts[n as usize - 1])) {
             Some(MatchKind::WholeWords) => true,
@@ -315,8 +314,8 @@ async fn candidates_hold_every_match_across_segments_long_words_and_quoted_terms
     let chat = s.store.create_chat(app.token.clone()).await.unwrap();
     let decoy = s.store.create_chat(app.token.clone()).await.unwrap();
     for (i, text) in texts.iter().enumerate() {
-        let long_body = MessageBody::parse(text.clone(), 64 * 1024).unwrap();
-        s.store.create_message(app.token.clone(), chat, long_body).await.unwrap();
+        let message = MessageBody::parse(text.clone(), 64 * 1024).unwrap();
+        s.store.create_message(app.token.clone(), chat, message).await.unwrap();
         s.store
             .create_message(app.token.clone(), decoy, body("rails go café c++ 🎉 tail head"))
             .await
@@ -352,12 +351,12 @@ async fn candidates_hold_every_match_across_segments_long_words_and_quoted_terms
         "absent".into(),
     ];
     for keyword in &keywords {
+        let parsed = Keyword::parse(keyword).unwrap();
         for pass in [Pass::WholeWords, Pass::Substrings] {
-            let parsed = Keyword::parse(keyword).unwrap();
             let mut found: Vec<i64> =
                 s.index.candidates(key, &parsed, pass).unwrap().iter().map(|n| n.get()).collect();
             found.sort_unstable();
-            let wanted = matching(&texts, keyword, pass);
+            let wanted = matching(&texts, &parsed, pass);
             assert!(
                 wanted.iter().all(|n| found.contains(n)),
                 "{keyword:?} {pass:?}: {found:?} misses some of {wanted:?}"
@@ -369,7 +368,10 @@ async fn candidates_hold_every_match_across_segments_long_words_and_quoted_terms
             }
         }
     }
-    assert_eq!(matching(&texts, &inside_long, Pass::Substrings), [3, 5]);
-    assert_eq!(matching(&texts, &format!("\"pre {} post\"", "㎒".repeat(100)), Pass::WholeWords), [7]);
+    // The data holds what the keywords are for.
+    let parse = |k: &str| Keyword::parse(k).unwrap();
+    assert_eq!(matching(&texts, &parse(&inside_long), Pass::Substrings), [3, 5]);
+    let long_quoted = parse(&format!("\"pre {} post\"", "㎒".repeat(100)));
+    assert_eq!(matching(&texts, &long_quoted, Pass::WholeWords), [7]);
     s.stop().await;
 }
