@@ -32,6 +32,10 @@ pub const MAX_DEPTH: usize = 10_000;
 /// removed, final sigma folded, and every run of white space made one space. Applied
 /// identically to bodies and keywords.
 pub fn normalize(text: &str) -> String {
+    if text.is_ascii() { normalize_ascii(text) } else { normalize_unicode(text) }
+}
+
+fn normalize_unicode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut pending_space = false;
     for c in text.nfkd().flat_map(char::to_lowercase).nfkd() {
@@ -47,6 +51,28 @@ pub fn normalize(text: &str) -> String {
             pending_space = false;
         }
         out.push(if c == 'ς' { 'σ' } else { c });
+    }
+    out
+}
+
+/// [`normalize_unicode`] of ASCII text, which has nothing to decompose or remove: lower
+/// case, and every run of white space made one space. Most bodies are ASCII, and the
+/// general path cost the indexer about 3 µs of a message create's 70 (`perf`).
+fn normalize_ascii(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut pending_space = false;
+    for b in text.bytes() {
+        // `char::is_whitespace`, not `u8::is_ascii_whitespace`: the vertical tab is white
+        // space to Unicode.
+        if char::from(b).is_whitespace() {
+            pending_space = !out.is_empty();
+            continue;
+        }
+        if pending_space {
+            out.push(' ');
+            pending_space = false;
+        }
+        out.push(char::from(b.to_ascii_lowercase()));
     }
     out
 }
@@ -271,6 +297,16 @@ mod tests {
         assert_eq!(normalize("Acme™ 100㎒ 𝐇𝐞𝐥𝐥𝐨 ℍ"), "acmetm 100mhz hello h");
         assert_eq!(normalize("İstanbul"), "istanbul");
         assert_eq!(normalize("Ǆ ǅ"), "dz dz");
+        assert_eq!(normalize(" Hi\t\x0b THERE \r\n"), "hi there");
+    }
+
+    proptest::proptest! {
+        /// The ASCII shortcut is the general path, for every ASCII text (control characters
+        /// and the vertical tab, which is white space to Unicode only, included).
+        #[test]
+        fn ascii_text_normalises_as_the_general_path_does(text in "[\\x00-\\x7f]{0,40}") {
+            proptest::prop_assert_eq!(normalize_ascii(&text), normalize_unicode(&text));
+        }
     }
 
     #[test]
