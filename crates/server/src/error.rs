@@ -1,17 +1,18 @@
 //! The API's one error type and its one table of statuses and codes (SPEC §3 "Errors").
 //!
 //! `IntoResponse` only renders: the detail of a 500 travels in a response extension and is
-//! logged by [`log_server_errors`], inside the request's span, never sent to the client.
+//! logged by [`LogAnswer`], inside the request's span, never sent to the client.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Json;
-use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chatd_core::{InvalidInput, StoreError};
 use serde::Serialize;
+use tower_http::trace::{DefaultOnResponse, OnResponse};
+use tracing::Span;
 
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -210,17 +211,22 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Logs the hidden detail of 5xx answers, inside the request span.
-pub async fn log_server_errors(request: Request, next: Next) -> Response {
-    let response = next.run(request).await;
-    if let Some(ServerErrorDetail(detail)) = response.extensions().get::<ServerErrorDetail>() {
-        if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(%detail, "request failed");
-        } else {
-            tracing::warn!(%detail, "request refused: storage unavailable");
+/// The request span's answer hook (tower-http's `TraceLayer` runs it inside the span): the
+/// default debug line, then the hidden detail of a 5xx answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogAnswer;
+
+impl<B> OnResponse<B> for LogAnswer {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        DefaultOnResponse::default().on_response(response, latency, span);
+        if let Some(ServerErrorDetail(detail)) = response.extensions().get::<ServerErrorDetail>() {
+            if response.status() == StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::error!(%detail, "request failed");
+            } else {
+                tracing::warn!(%detail, "request refused: storage unavailable");
+            }
         }
     }
-    response
 }
 
 /// The fallback for paths that match no route.

@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use chatd_core::AppToken;
+use futures::FutureExt;
 use futures::future::Either;
 // No extra headers on allowed answers.
 use governor::middleware::NoOpMiddleware;
-use tower::{Layer, Service};
+use tower::{Layer, Service, ServiceBuilder};
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::{KeyExtractor, PeerIpKeyExtractor};
 use tower_governor::{GovernorError, GovernorLayer};
@@ -81,28 +81,63 @@ impl Limiters {
     /// Wraps every route of `router` in the limits. Call it before adding routes that must
     /// stay unlimited (health checks).
     pub fn apply(&self, router: Router) -> Router {
-        // `.layer` wraps what is there, so the last one runs first: per-IP, so that one
-        // client cannot spend other applications' budgets by cycling tokens, then
-        // per-token, then the clock.
-        let mut router = router.layer(middleware::from_fn_with_state(self.timeout, timeout));
-        if let Some(layer) = &self.per_token {
-            router = router.layer(WithTokenLayer(layer.clone()));
-        }
-        if let Some(layer) = &self.per_ip {
-            router = router.layer(layer.clone());
-        }
-        router
+        // Per-IP first, so that one client cannot spend other applications' budgets by
+        // cycling tokens, then per-token, then the clock. One `Router::layer` for all of
+        // them (see `routes::finish` on why).
+        router.layer(
+            ServiceBuilder::new()
+                .option_layer(self.per_ip.clone())
+                .option_layer(self.per_token.clone().map(WithTokenLayer))
+                .layer(DeadlineLayer(self.timeout)),
+        )
     }
 }
 
 /// Answers `408 request_timeout` when the handler (reading the body included) takes longer
 /// than the limit. A write already handed to the writer may still commit, as it would if
 /// the client had hung up: the answer says so.
-async fn timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::RequestTimeout.into_response(),
+///
+/// A plain tower layer rather than `axum::middleware::from_fn`, which boxes the inner
+/// service and the future of every request.
+#[derive(Debug, Clone, Copy)]
+struct DeadlineLayer(Duration);
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline { inner, limit: self.0 }
     }
+}
+
+#[derive(Debug, Clone)]
+struct Deadline<S> {
+    inner: S,
+    limit: Duration,
+}
+
+type Timed = Result<Result<Response, Infallible>, tokio::time::error::Elapsed>;
+
+impl<S> Service<Request> for Deadline<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future =
+        futures::future::Map<tokio::time::Timeout<S::Future>, fn(Timed) -> Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        tokio::time::timeout(self.limit, self.inner.call(request)).map(answer_in_time)
+    }
+}
+
+fn answer_in_time(timed: Timed) -> Result<Response, Infallible> {
+    timed.unwrap_or_else(|_| Ok(ApiError::RequestTimeout.into_response()))
 }
 
 /// tower_governor's layer for one limit, or `None` when the limit is off.

@@ -9,13 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::DefaultBodyLimit;
 use chatd_store_sqlite::{Options, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::Layer;
+use tower::ServiceBuilder;
 use tower_http::normalize_path::NormalizePathLayer;
-use tower_http::trace::TraceLayer;
 
 use chatd_core::progress::Progress;
 use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
@@ -42,6 +41,7 @@ pub struct Application {
     api: (TcpListener, Router),
     creation: Option<(TcpListener, Router)>,
     open_connections: OpenConnections,
+    max_request_bytes: usize,
     header_timeout: Duration,
     shutdown_timeout: Duration,
 }
@@ -83,18 +83,8 @@ impl Application {
             max_message_bytes: config.max_message_bytes,
         };
         let limiters = Limiters::new(config.request_limits());
-        let finish = |router: Router| {
-            let router = limiters.apply(router).merge(routes::operations(state.clone()));
-            routes::finish(router).layer(DefaultBodyLimit::max(config.max_request_bytes)).layer(
-                TraceLayer::new_for_http().make_span_with(|req: &Request| {
-                    // The matched route, never the raw path: paths carry tokens. (Fields are
-                    // only evaluated when the span is enabled.)
-                    let route =
-                        || req.extensions().get::<axum::extract::MatchedPath>().map_or("-", |p| p.as_str());
-                    tracing::debug_span!("request", method = %req.method(), route = route())
-                }),
-            )
-        };
+        let finish =
+            |router: Router| routes::finish(limiters.apply(router).merge(routes::operations(state.clone())));
         let api = (TcpListener::bind(config.listen).await?, finish(routes::api_router(state.clone())));
         let creation = match config.creation_listen {
             Listen::Off => None,
@@ -109,6 +99,7 @@ impl Application {
             api,
             creation,
             open_connections: OpenConnections::new(config.max_connections as usize),
+            max_request_bytes: config.max_request_bytes,
             header_timeout: Duration::from_secs(config.header_timeout),
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
         })
@@ -146,8 +137,12 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
         for (listener, router) in std::iter::once(self.api).chain(self.creation) {
-            // Trailing slashes are trimmed before routing, so `/applications/` works too.
-            let service = NormalizePathLayer::trim_trailing_slash().layer(router);
+            // Trailing slashes are trimmed before routing, so `/applications/` works too. The
+            // body limit wraps the router whole (see `routes::finish`).
+            let service = ServiceBuilder::new()
+                .layer(NormalizePathLayer::trim_trailing_slash())
+                .layer(DefaultBodyLimit::max(self.max_request_bytes))
+                .service(router);
             servers.spawn(serve::serve(
                 listener,
                 service,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, spawn_app_in};
+use crate::helpers::{TestApp, assert_error, chatd_command, spawn_app_in, start_process_tailed};
 
 /// A tmpfs mounted on a fresh directory, unmounted on drop (even when the test fails).
 struct Tmpfs {
@@ -214,4 +214,55 @@ async fn a_full_disk_refuses_creates_with_503_and_chatd_recovers_when_space_retu
     assert_eq!(integrity(&data_path), "ok", "the database after a clean stop");
     drop(data);
     drop(tmpfs);
+}
+
+/// The log of a refused write: the real binary, with request spans on, on a disk that
+/// fills. The hidden detail of the 503 is logged, inside the request's span, which names
+/// the matched route and never the raw path (paths carry tokens).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_is_logged_with_its_detail_inside_the_request_span() {
+    let Some(tmpfs) = Tmpfs::mount("6m") else { return };
+    let mut command = chatd_command();
+    command
+        .env("CHATD_LOG", "info,chatd_server=debug")
+        .args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--ip-rate", "0", "--token-rate", "0"])
+        .arg("--data-dir")
+        .arg(tmpfs.path().join("data"));
+    let (_process, base, _, log) = start_process_tailed(command);
+    let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
+    let created: Value =
+        client.post(format!("{base}/applications?name=log")).send().await.unwrap().json().await.unwrap();
+    let token = created["access_token"].as_str().unwrap().to_owned();
+    let chats = format!("{base}/applications/{token}/chats");
+    assert_eq!(client.post(&chats).send().await.unwrap().status(), StatusCode::CREATED);
+
+    let filler = tmpfs.path().join("filler");
+    fill(&filler);
+    let refused = async {
+        for i in 0..2000 {
+            let r = client.post(format!("{chats}/1/messages")).json(&json!({ "body": body(i) })).send().await;
+            if r.expect("an answer, not a hang").status() == StatusCode::SERVICE_UNAVAILABLE {
+                return true;
+            }
+        }
+        false
+    };
+    assert!(refused.await, "the disk filled up without a 503");
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = log.recv_timeout(left).expect("a log line for the refused write within 30 s");
+        if line.contains("request refused: storage unavailable") {
+            break line;
+        }
+    };
+    assert!(line.contains("disk is full"), "the detail is logged: {line}");
+    assert!(
+        line.contains(r#"route="/applications/{token}/chats/{chat}/messages""#),
+        "inside the span: {line}"
+    );
+    assert!(line.contains("method=POST"), "{line}");
+    assert!(!line.contains(&token), "the token stays out of the log: {line}");
+    std::fs::remove_file(filler).unwrap();
 }

@@ -249,7 +249,15 @@ pub fn start_process(command: std::process::Command) -> (Process, String) {
 }
 
 /// [`start_process`], also handing back the log lines up to the "listening" one.
-pub fn start_process_logged(mut command: std::process::Command) -> (Process, String, Vec<String>) {
+pub fn start_process_logged(command: std::process::Command) -> (Process, String, Vec<String>) {
+    let (child, base, log, _) = start_process_tailed(command);
+    (child, base, log)
+}
+
+/// [`start_process_logged`], also handing over every later log line as it comes.
+pub fn start_process_tailed(
+    mut command: std::process::Command,
+) -> (Process, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = command.spawn().expect("chatd starts");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -261,9 +269,11 @@ pub fn start_process_logged(mut command: std::process::Command) -> (Process, Str
         }
         log.push(line);
     };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (Process(child), format!("http://{addr}"), log)
+    // Keep draining stderr (whether or not anyone still listens) so the child never
+    // blocks on a full pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| drop(tx.send(line))));
+    (Process(child), format!("http://{addr}"), log, rx)
 }
 
 /// A chatd process of a test. Dropped while it still runs (a test that failed before
