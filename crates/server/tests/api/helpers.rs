@@ -260,10 +260,19 @@ pub fn start_process_tailed(
 ) -> (Process, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
     let mut child = command.spawn().expect("chatd starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    // A line at a time, read as bytes so that a line of invalid UTF-8 cannot end the
+    // reading; `None` at the end of the pipe or on an error reading it.
+    let mut next_line = move || {
+        let mut line = Vec::new();
+        match stderr.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&line).trim_end().to_owned()),
+        }
+    };
     let mut log = Vec::new();
     let addr = loop {
-        let line = lines.next().expect("chatd logs its address before exiting").unwrap();
+        let line = next_line().expect("chatd logs its address before exiting");
         if let Some(rest) = line.split("api=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
@@ -272,7 +281,11 @@ pub fn start_process_tailed(
     // Keep draining stderr (whether or not anyone still listens) so the child never
     // blocks on a full pipe.
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || lines.map_while(Result::ok).for_each(|line| drop(tx.send(line))));
+    std::thread::spawn(move || {
+        while let Some(line) = next_line() {
+            let _ = tx.send(line);
+        }
+    });
     (Process(child), format!("http://{addr}"), log, rx)
 }
 
