@@ -261,33 +261,36 @@ pub fn start_process_tailed(
     use std::io::{BufRead, BufReader};
     let mut child = command.spawn().expect("chatd starts");
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    // A line at a time, read as bytes so that a line of invalid UTF-8 cannot end the
-    // reading; `None` at the end of the pipe or on an error reading it.
-    let mut next_line = move || {
+    // Every line, as it comes, until the pipe ends: read as bytes, so that a line of
+    // invalid UTF-8 cannot end the reading, and drained whether or not anyone still
+    // listens, so that the child never blocks on a full pipe.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         let mut line = Vec::new();
-        match stderr.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => None,
-            Ok(_) => Some(String::from_utf8_lossy(&line).trim_end().to_owned()),
+        while matches!(stderr.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            let _ = tx.send(String::from_utf8_lossy(&line).trim_end().to_owned());
+            line.clear();
         }
-    };
+    });
+    let deadline = std::time::Instant::now() + STARTUP_LIMIT;
     let mut log = Vec::new();
     let addr = loop {
-        let line = next_line().expect("chatd logs its address before exiting");
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = match rx.recv_timeout(left) {
+            Ok(line) => line,
+            Err(e) => panic!("no \"listening\" line from chatd ({e}); its log so far: {log:#?}"),
+        };
         if let Some(rest) = line.split("api=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
         log.push(line);
     };
-    // Keep draining stderr (whether or not anyone still listens) so the child never
-    // blocks on a full pipe.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        while let Some(line) = next_line() {
-            let _ = tx.send(line);
-        }
-    });
     (Process(child), format!("http://{addr}"), log, rx)
 }
+
+/// Longest a test waits for chatd to say where it listens (a debug build on a busy
+/// machine, a large database to open).
+const STARTUP_LIMIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// A chatd process of a test. Dropped while it still runs (a test that failed before
 /// stopping it), it is killed and reaped, so that no server outlives its test.
