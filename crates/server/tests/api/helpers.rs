@@ -259,7 +259,8 @@ pub fn start_process_tailed(
     mut command: std::process::Command,
 ) -> (Process, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
     use std::io::{BufRead, BufReader};
-    let mut child = command.spawn().expect("chatd starts");
+    // A `Process` from the start, so that a test failing below still kills the child.
+    let mut child = Process(command.spawn().expect("chatd starts"));
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     // Every line, as it comes, until the pipe ends: read as bytes, so that a line of
     // invalid UTF-8 cannot end the reading, and drained whether or not anyone still
@@ -285,7 +286,7 @@ pub fn start_process_tailed(
         }
         log.push(line);
     };
-    (Process(child), format!("http://{addr}"), log, rx)
+    (child, format!("http://{addr}"), log, rx)
 }
 
 /// Longest a test waits for chatd to say where it listens (a debug build on a busy
