@@ -97,14 +97,20 @@ pub struct Window {
     pub late: u64,
     /// The slowest request's latency, in microseconds.
     pub max_us: u64,
+    /// The client's own slowest start, in microseconds: how long after its scheduled time
+    /// a request was sent although its connection was idle and waiting for that time (the
+    /// client's timer and its threads' turn for a CPU, nothing of the server's).
+    pub wake_max_us: u64,
 }
 
 impl Window {
-    fn record(&mut self, latency: Duration) {
+    /// A request of `latency` whose sending the client itself delayed by `wake`.
+    fn record(&mut self, latency: Duration, wake: Duration) {
         self.add(&Window {
             requests: 1,
             late: u64::from(latency > LATE),
             max_us: latency.as_micros() as u64,
+            wake_max_us: wake.as_micros() as u64,
         });
     }
 
@@ -112,6 +118,7 @@ impl Window {
         self.requests += other.requests;
         self.late += other.late;
         self.max_us = self.max_us.max(other.max_us);
+        self.wake_max_us = self.wake_max_us.max(other.wake_max_us);
     }
 }
 
@@ -127,6 +134,9 @@ pub struct Lateness {
     pub windows: usize,
     /// Late requests that started in those windows.
     pub late_in_stalls: u64,
+    /// The client's slowest start in those windows ([`Window::wake_max_us`]): small when the
+    /// stalls were the server's.
+    pub stall_wake_max_us: u64,
 }
 
 /// Fewest requests a window needs to count as stalled: one late request alone is no stall.
@@ -142,6 +152,7 @@ impl Lateness {
             stalled_windows: stalled.len(),
             windows: windows.len(),
             late_in_stalls: stalled.iter().map(|w| w.late).sum(),
+            stall_wake_max_us: stalled.iter().map(|w| w.wake_max_us).max().unwrap_or(0),
         }
     }
 }
@@ -158,7 +169,12 @@ impl std::fmt::Display for Lateness {
             self.stalled_windows,
             self.windows,
             WINDOW.as_millis(),
-        )
+        )?;
+        if self.stalled_windows > 0 {
+            let ms = self.stall_wake_max_us as f64 / 1000.0;
+            write!(f, " (the client's own slowest start in them: {ms:.1} ms)")?;
+        }
+        Ok(())
     }
 }
 
@@ -205,13 +221,16 @@ pub async fn run(
             let (mut requests, mut errors, mut first_error, mut kept) = (0u64, 0u64, None, Vec::new());
             let mut windows: Vec<Window> = Vec::new();
             for i in 0u64.. {
-                let began = match pace {
-                    Pace::Closed => Instant::now(),
+                let (began, wake) = match pace {
+                    Pace::Closed => (Instant::now(), Duration::ZERO),
                     Pace::Open { rate } => {
                         let slot = (i * connections as u64 + c as u64) as f64 / rate;
                         let at = start + Duration::from_secs_f64(slot);
+                        // Only a connection that waits for its slot tells the client's own
+                        // delay; one still busy with a late answer is behind by the server.
+                        let idle = Instant::now() < at;
                         tokio::time::sleep_until(at.into()).await;
-                        at
+                        (at, if idle { at.elapsed() } else { Duration::ZERO })
                     }
                 };
                 if began.duration_since(start) >= duration {
@@ -226,7 +245,7 @@ pub async fn run(
                 if windows.len() <= w {
                     windows.resize(w + 1, Window::default());
                 }
-                windows[w].record(latency);
+                windows[w].record(latency, wake);
                 let verdict = match outcome {
                     Ok((status, body)) => check(&call, status, &body),
                     Err(e) => Err(e.to_string()),
@@ -285,7 +304,7 @@ pub fn monotonic_now() -> Duration {
 }
 
 /// The header of the lines [`timeline_csv`] writes.
-pub const TIMELINE_HEADER: &str = "run,start_s,requests,late,max_ms";
+pub const TIMELINE_HEADER: &str = "run,start_s,requests,late,max_ms,client_wake_max_ms";
 
 /// A run's windows as CSV lines under [`TIMELINE_HEADER`], where `start_s` is the window's
 /// start on the monotonic clock.
@@ -294,11 +313,12 @@ pub fn timeline_csv(run: &str, stats: &RunStats) -> String {
     for (i, w) in stats.windows.iter().enumerate() {
         let at = stats.started + WINDOW * i as u32;
         out.push_str(&format!(
-            "{run},{:.3},{},{},{:.1}\n",
+            "{run},{:.3},{},{},{:.1},{:.1}\n",
             at.as_secs_f64(),
             w.requests,
             w.late,
-            w.max_us as f64 / 1000.0
+            w.max_us as f64 / 1000.0,
+            w.wake_max_us as f64 / 1000.0
         ));
     }
     out
@@ -345,17 +365,25 @@ mod tests {
 
     #[test]
     fn lateness_tells_a_stall_from_spread_jitter() {
-        let w = |requests, late| Window { requests, late, max_us: 0 };
+        let w = |requests, late| Window { requests, late, max_us: 0, wake_max_us: 100 * late };
         // Two windows where everything waited, jitter in two more, one calm, one empty, and
         // one with a lone late request, which is no stall.
         let l = Lateness::of(&[w(100, 100), w(100, 2), w(100, 60), w(100, 0), w(100, 1), w(0, 0), w(1, 1)]);
         assert_eq!(
             l,
-            Lateness { requests: 501, late: 164, stalled_windows: 2, windows: 7, late_in_stalls: 160 }
+            Lateness {
+                requests: 501,
+                late: 164,
+                stalled_windows: 2,
+                windows: 7,
+                late_in_stalls: 160,
+                stall_wake_max_us: 10_000
+            }
         );
         assert_eq!(
             l.to_string(),
-            "32.7 % of requests over 10 ms; 98 % of those in 2 of 7 windows of 100 ms in which at least half were late"
+            "32.7 % of requests over 10 ms; 98 % of those in 2 of 7 windows of 100 ms in which at least half \
+             were late (the client's own slowest start in them: 10.0 ms)"
         );
         let none = Lateness::of(&[]);
         assert_eq!((none.late, none.stalled_windows), (0, 0));
@@ -384,14 +412,14 @@ mod tests {
             latency: hdrhistogram::Histogram::new(3).unwrap(),
             kept: Vec::new(),
             windows: vec![
-                Window { requests: 2, late: 1, max_us: 12_345 },
-                Window { requests: 1, late: 0, max_us: 800 },
+                Window { requests: 2, late: 1, max_us: 12_345, wake_max_us: 1_260 },
+                Window { requests: 1, late: 0, max_us: 800, wake_max_us: 0 },
             ],
             started: std::time::Duration::from_millis(17_143_250),
         };
         assert_eq!(
             super::timeline_csv("chatd", &stats),
-            "chatd,17143.250,2,1,12.3\nchatd,17143.350,1,0,0.8\n"
+            "chatd,17143.250,2,1,12.3,1.3\nchatd,17143.350,1,0,0.8,0.0\n"
         );
     }
 }

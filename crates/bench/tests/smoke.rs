@@ -48,14 +48,17 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
     // stamped on the monotonic clock within the benchmark's run.
     let csv = std::fs::read_to_string(dir.path().join("timeline.csv")).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("run,start_s,requests,late,max_ms"));
+    assert_eq!(lines.next(), Some("run,start_s,requests,late,max_ms,client_wake_max_ms"));
     let mut runs = std::collections::BTreeMap::<String, Vec<(f64, u64, u64)>>::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f.len(), 5, "{line}");
+        assert_eq!(f.len(), 6, "{line}");
         let (late, max_ms): (u64, f64) = (f[3].parse().unwrap(), f[4].parse().unwrap());
         let requests: u64 = f[2].parse().unwrap();
         assert!(late <= requests && (late == 0 || max_ms >= 10.0), "{line}");
+        // A request's latency counts from the same scheduled time as its late start.
+        let wake_ms: f64 = f[5].parse().unwrap();
+        assert!(wake_ms <= max_ms, "{line}");
         runs.entry(f[0].to_owned()).or_default().push((f[1].parse().unwrap(), requests, late));
     }
     assert_eq!(
