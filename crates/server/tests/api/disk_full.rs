@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_error, chatd_command, spawn_app_in, start_process_tailed};
+use crate::helpers::{TestApp, assert_error, chatd_on, spawn_app_in, start_process_tailed};
 
 /// A tmpfs mounted on a fresh directory, unmounted on drop (even when the test fails).
 struct Tmpfs {
@@ -222,12 +222,8 @@ async fn a_full_disk_refuses_creates_with_503_and_chatd_recovers_when_space_retu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_write_is_logged_with_its_detail_inside_the_request_span() {
     let Some(tmpfs) = Tmpfs::mount("6m") else { return };
-    let mut command = chatd_command();
-    command
-        .env("CHATD_LOG", "info,chatd_server=debug")
-        .args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--ip-rate", "0", "--token-rate", "0"])
-        .arg("--data-dir")
-        .arg(tmpfs.path().join("data"));
+    let mut command = chatd_on(&tmpfs.path().join("data"));
+    command.env("CHATD_LOG", "info,chatd_server=debug");
     let (_process, base, _, log) = start_process_tailed(command);
     let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let created: Value =

@@ -320,15 +320,20 @@ impl Drop for Process {
     }
 }
 
-/// Starts the binary on a data directory, API only, on a port of its choosing, with the
-/// rate limits off (as `Config::ephemeral`: every request of a test comes from one address,
-/// and a fast build of a test such as the jepsen one's final reads outran the per-IP
-/// default; the limits have tests of their own).
+/// Starts the binary on a data directory: [`chatd_on`].
 pub fn start_chatd(data_dir: &std::path::Path) -> (Process, String) {
+    start_process(chatd_on(data_dir))
+}
+
+/// The binary on a data directory, API only, on a port of its choosing, with the rate
+/// limits off (as `Config::ephemeral`: every request of a test comes from one address, and
+/// a fast build of a test such as the jepsen one's final reads outran the per-IP default;
+/// the limits have tests of their own).
+pub fn chatd_on(data_dir: &std::path::Path) -> std::process::Command {
     let mut command = chatd_command();
     command
         .args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--ip-rate", "0", "--token-rate", "0"])
         .arg("--data-dir")
         .arg(data_dir);
-    start_process(command)
+    command
 }
