@@ -368,6 +368,11 @@ async fn candidates_hold_every_match_across_segments_long_words_and_quoted_terms
             }
         }
     }
+    // Longer terms narrow too: only bodies holding all of a term's looked-up grams.
+    assert_eq!(s.candidates(key, "\"rails and\""), [1]);
+    assert_eq!(s.candidates(key, "kart 🎉"), [4]);
+    assert_eq!(s.candidates(key, "\"and go-\""), [4], "its first gram is in message 1 too");
+    assert_eq!(s.candidates(key, &inside_long), [3, 5]);
     // The data holds what the keywords are for.
     let parse = |k: &str| Keyword::parse(k).unwrap();
     assert_eq!(matching(&texts, &parse(&inside_long), Pass::Substrings), [3, 5]);
