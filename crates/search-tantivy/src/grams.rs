@@ -18,7 +18,8 @@ const MAX_QUERY_GRAMS: usize = 12;
 pub enum Grams {
     /// Every character (positions are not used).
     Chars,
-    /// Every 3-character substring, and the last two characters followed by [`END`].
+    /// Every 3-character substring, at the character position where it starts, and the last
+    /// two characters followed by [`END`] after them.
     Tri,
     /// Every word (maximal run of word characters), at its ordinal.
     Words,
@@ -127,9 +128,10 @@ pub enum TermGrams {
     Char(String),
     /// A 2-character term: the prefix of the 3-grams (END ones included) that contain it.
     Prefix(String),
-    /// Up to [`MAX_QUERY_GRAMS`] of the term's 3-grams, spread over it, first and last
-    /// included: a body contains the term only if it holds all of them.
-    Tri(Vec<String>),
+    /// Up to [`MAX_QUERY_GRAMS`] of the term's 3-grams with their offsets in the term,
+    /// first and last included: a body contains the term only if it holds all of them at
+    /// those relative positions (a phrase query), so candidates are nearly exact.
+    Tri(Vec<(usize, String)>),
 }
 
 pub fn query_grams(term: &str) -> TermGrams {
@@ -145,7 +147,7 @@ pub fn query_grams(term: &str) -> TermGrams {
     if offsets.last() != Some(&last) {
         offsets.push(last);
     }
-    TermGrams::Tri(offsets.into_iter().map(|o| chars[o..o + N].iter().collect()).collect())
+    TermGrams::Tri(offsets.into_iter().map(|o| (o, chars[o..o + N].iter().collect())).collect())
 }
 
 /// The words of normalised text: maximal runs of word characters.
@@ -187,19 +189,19 @@ mod tests {
     }
 
     #[test]
-    fn a_body_holds_every_gram_a_contained_term_is_looked_up_by() {
+    fn a_body_holds_every_gram_a_contained_term_is_looked_up_by_at_the_right_places() {
         let body = "stuff with rails and go — 你好世界 🎉";
         let chars: HashSet<String> = tokens(Grams::Chars, body).into_iter().map(|t| t.1).collect();
-        let tri: HashSet<String> = tokens(Grams::Tri, body).into_iter().map(|t| t.1).collect();
+        let tri = tokens(Grams::Tri, body);
         for term in ["s", "go", " 🎉", "tuf", "rails and", "你好世界", "🎉", "with rails and go — 你好"]
         {
-            assert!(body.contains(term));
+            let at = body[..body.find(term).unwrap()].chars().count();
             match query_grams(term) {
                 TermGrams::Char(g) => assert!(chars.contains(&g), "{term}"),
-                TermGrams::Prefix(p) => assert!(tri.iter().any(|g| g.starts_with(&p)), "{term}"),
+                TermGrams::Prefix(p) => assert!(tri.iter().any(|(_, g)| g.starts_with(&p)), "{term}"),
                 TermGrams::Tri(wanted) => {
-                    for g in wanted {
-                        assert!(tri.contains(&g), "{term}: {g}");
+                    for (offset, g) in wanted {
+                        assert!(tri.contains(&(at + offset, g.clone())), "{term}: {g} at {}", at + offset);
                     }
                 }
             }
@@ -208,14 +210,11 @@ mod tests {
 
     #[test]
     fn long_terms_use_a_bounded_number_of_grams_spanning_the_term() {
-        let term: String = (0..256).map(|i| char::from_u32(0x4E00 + i).unwrap()).collect();
-        let chars: Vec<char> = term.chars().collect();
-        let TermGrams::Tri(g) = query_grams(&term) else { panic!() };
+        let TermGrams::Tri(g) = query_grams(&"a".repeat(256)) else { panic!() };
         assert!(g.len() <= MAX_QUERY_GRAMS, "{}", g.len());
-        assert_eq!(g.first().unwrap(), &chars[..3].iter().collect::<String>());
-        assert_eq!(g.last().unwrap(), &chars[253..].iter().collect::<String>());
+        assert_eq!((g.first().unwrap().0, g.last().unwrap().0), (0, 253));
         let TermGrams::Tri(g) = query_grams("abcd") else { panic!() };
-        assert_eq!(g, ["abc", "bcd"]);
+        assert_eq!(g, [(0, "abc".to_owned()), (1, "bcd".to_owned())]);
         assert_eq!(query_grams("ab"), TermGrams::Prefix("ab".into()));
         assert_eq!(query_grams("a"), TermGrams::Char("a".into()));
     }

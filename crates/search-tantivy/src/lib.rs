@@ -1,14 +1,12 @@
 //! chatd's embedded search index.
 //!
 //! tantivy holds, for every message, the characters of its normalised body (see
-//! [`chatd_core::search::normalize`]), its 3-character grams (the last two characters
-//! ending in a marker, so that every 2-character substring begins a 3-gram) and its
-//! normalised words, none with positions. A 1-character term is looked up as a character;
-//! a 2-character one as every 3-gram it begins; a longer one as all of (up to 12 of) its
-//! 3-grams; the whole-word pass also needs the term's words. (2-character grams were
-//! indexed once: they cost a fifth of the indexing CPU. The 3-grams had positions, and
-//! longer terms were phrases of them, until positions turned out to cost more than the
-//! candidates they spared: see BENCHMARKS.md.)
+//! [`chatd_core::search::normalize`]), its 3-character grams at their positions (the last
+//! two characters ending in a marker, so that every 2-character substring begins a 3-gram),
+//! and its normalised words. A 1-character term is looked up as a character; a
+//! 2-character one as every 3-gram it begins; a longer one as a phrase of its 3-grams at
+//! their offsets, so candidates are nearly exact; the whole-word pass also needs the term's
+//! words. (2-character grams were indexed once: they cost a fifth of the indexing CPU.)
 //! Matching messages' numbers are read from a fast field. Candidates are a superset of the
 //! answer: the core verifies each against the body before returning it.
 //!
@@ -30,7 +28,7 @@ use chatd_core::{MessageNumber, StoreError};
 use grams::{GramTokenizer, Grams, TermGrams};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
-use tantivy::query::{BooleanQuery, Query, TermQuery};
+use tantivy::query::{BooleanQuery, PhraseQuery, Query, TermQuery};
 use tantivy::schema::{FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
 use tantivy::{
     DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, SegmentReader, TantivyDocument,
@@ -48,7 +46,7 @@ struct Fields {
     number: Field,
     /// Characters, without positions.
     chars: Field,
-    /// 3-character grams, without positions.
+    /// 3-character grams at their character positions.
     tri: Field,
     words: Field,
 }
@@ -65,7 +63,7 @@ fn schema() -> (Schema, Fields) {
         chat: b.add_i64_field("chat", INDEXED),
         number: b.add_i64_field("number", FAST),
         chars: b.add_text_field("chars", tokens(GramTokenizer::CHARS, IndexRecordOption::Basic)),
-        tri: b.add_text_field("tri", tokens(GramTokenizer::TRI, IndexRecordOption::Basic)),
+        tri: b.add_text_field("tri", tokens(GramTokenizer::TRI, IndexRecordOption::WithFreqsAndPositions)),
         words: b.add_text_field("words", tokens(GramTokenizer::WORDS, IndexRecordOption::Basic)),
     };
     (b.build(), fields)
@@ -176,8 +174,7 @@ impl SearchIndex {
         let term_query =
             |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
         let mut terms: HashSet<Term> = HashSet::new();
-        // A 2-character term's 3-grams, one union per term.
-        let mut unions: Vec<Box<dyn Query>> = Vec::new();
+        let mut phrases: Vec<Box<dyn Query>> = Vec::new();
         terms.insert(Term::from_field_i64(f.chat, chat.0));
         for term in keyword.terms() {
             if pass == Pass::WholeWords {
@@ -194,14 +191,18 @@ impl SearchIndex {
                 }
                 TermGrams::Prefix(p) => {
                     let grams = self.tri_grams_beginning(searcher, &p)?;
-                    unions.push(Box::new(BooleanQuery::union(grams.into_iter().map(term_query).collect())));
+                    phrases.push(Box::new(BooleanQuery::union(grams.into_iter().map(term_query).collect())));
+                }
+                TermGrams::Tri(grams) if grams.len() == 1 => {
+                    terms.extend(grams.iter().map(|(_, g)| Term::from_field_text(f.tri, g)));
                 }
                 TermGrams::Tri(grams) => {
-                    terms.extend(grams.iter().map(|g| Term::from_field_text(f.tri, g)));
+                    let at = grams.into_iter().map(|(o, g)| (o, Term::from_field_text(f.tri, &g))).collect();
+                    phrases.push(Box::new(PhraseQuery::new_with_offset(at)));
                 }
             }
         }
-        Ok(BooleanQuery::intersection(terms.into_iter().map(term_query).chain(unions).collect()))
+        Ok(BooleanQuery::intersection(terms.into_iter().map(term_query).chain(phrases).collect()))
     }
 
     /// Every indexed 3-gram that begins with `prefix`, in any segment.

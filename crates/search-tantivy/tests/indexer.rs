@@ -96,6 +96,22 @@ async fn an_edit_leaves_no_stale_entry_in_the_index() {
     s.stop().await;
 }
 
+/// A term is looked up by its grams at their offsets, not just by which grams it has: a
+/// chat full of "haha" does not make every message a candidate for "hahaha", which would
+/// all have to be read and verified (measured without positions: 300 ms for an absent
+/// "hahaha" among 130,000 such messages, 20 ms with them; see BENCHMARKS.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repetitive_term_is_looked_up_by_its_grams_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path());
+    let (token, chat) = chat_with(&s.store, &["haha", "ha ha haha aha", "hahaha"]).await;
+    s.wait_indexed();
+    let key = s.source.chat_key(&token, chat).unwrap();
+    assert_eq!(s.candidates(key, "hahaha"), [3]);
+    assert_eq!(s.candidates(key, "haha"), [1, 2, 3]);
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_ahead_of_its_database_is_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
