@@ -16,7 +16,8 @@ const MAX_QUERY_GRAMS: usize = 12;
 /// Which tokens a [`GramTokenizer`] makes of normalised text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grams {
-    /// Every character (positions are not used).
+    /// Every character; an ASCII one only the first time (positions are not used, and a
+    /// repeat would only cost tantivy a lookup).
     Chars,
     /// Every 3-character substring, at the character position where it starts, and the last
     /// two characters followed by [`END`] after them.
@@ -46,6 +47,8 @@ pub struct GramStream<'a> {
     /// Next character index (Chars, Tri) or byte offset (Words).
     at: usize,
     ordinal: usize,
+    /// ASCII characters already emitted (Chars), as bits.
+    seen_ascii: u128,
     token: Token,
 }
 
@@ -57,7 +60,7 @@ impl Tokenizer for GramTokenizer {
             Grams::Words => Vec::new(),
             _ => text.char_indices().map(|(i, _)| i).chain(std::iter::once(text.len())).collect(),
         };
-        GramStream { kind: self.0, text, bounds, at: 0, ordinal: 0, token: Token::default() }
+        GramStream { kind: self.0, text, bounds, at: 0, ordinal: 0, seen_ascii: 0, token: Token::default() }
     }
 }
 
@@ -76,14 +79,22 @@ impl TokenStream for GramStream<'_> {
     fn advance(&mut self) -> bool {
         let chars = self.bounds.len().saturating_sub(1);
         match self.kind {
-            Grams::Chars => {
+            Grams::Chars => loop {
                 let at = self.at;
                 if at >= chars {
                     return false;
                 }
                 self.at += 1;
-                self.emit(self.bounds[at], self.bounds[at + 1], at)
-            }
+                let (from, to) = (self.bounds[at], self.bounds[at + 1]);
+                if let [b] = self.text.as_bytes()[from..to] {
+                    let bit = 1u128 << b;
+                    if self.seen_ascii & bit != 0 {
+                        continue;
+                    }
+                    self.seen_ascii |= bit;
+                }
+                return self.emit(from, to, at);
+            },
             Grams::Tri => {
                 let at = self.at;
                 if at + N <= chars {
@@ -175,6 +186,10 @@ mod tests {
     fn tokenizers_make_every_gram_at_its_position() {
         let chars: Vec<String> = tokens(Grams::Chars, "aé🎉").into_iter().map(|t| t.1).collect();
         assert_eq!(chars, ["a", "é", "🎉"]);
+        // An ASCII character is emitted once; others every time (tantivy copes either way).
+        let chars: Vec<String> =
+            tokens(Grams::Chars, "abca é\u{7f}é\u{7f}").into_iter().map(|t| t.1).collect();
+        assert_eq!(chars, ["a", "b", "c", " ", "é", "\u{7f}", "é"]);
         assert_eq!(
             tokens(Grams::Tri, "abcdé"),
             [(0, "abc".into()), (1, "bcd".into()), (2, "cdé".into()), (3, "dé\u{3}".into())]
