@@ -21,7 +21,7 @@ use serde_json::Value;
 
 use client::{Call, Conn, Lateness, Pace, RunStats};
 use data::{Rng, Words};
-use memory::{MemorySampler, status_mb};
+use memory::{CpuMeter, CpuUse, MemorySampler, status_mb};
 
 /// Command-line options.
 #[derive(Debug, Clone, Parser)]
@@ -224,12 +224,15 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         }
     };
     let (targets, lag_chat) = client.block_on(setup(chatd.addr, 2, 5))?;
+    let meter = CpuMeter::start();
     let empty =
         client.block_on(create_messages(&opts, chatd.addr, &targets, Pace::Closed, duration, &words))?;
+    let empty_cpu = meter.stop();
     check(&mut report, "create-message", &empty, true);
     let chats = client.block_on(create_chats(&opts, chatd.addr, &targets, Pace::Closed, duration))?;
     check(&mut report, "create-chat", &chats, true);
     let half = empty.rate() / 2.0;
+    let meter = CpuMeter::start();
     let open = client.block_on(create_messages(
         &opts,
         chatd.addr,
@@ -238,6 +241,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         duration,
         &words,
     ))?;
+    let open_cpu = meter.stop();
     check(&mut report, "create-message open loop", &open, true);
     // The same offered rate of chat creates, which the search index never sees: tells the
     // index's share of the tail from the rest.
@@ -272,10 +276,13 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     memory.phase("baseline");
     let baseline = servers::start_baseline(opts.server_threads, page)?;
     let b_targets = fake_targets(2, 5);
+    let meter = CpuMeter::start();
     let b_msg =
         client.block_on(create_messages(&opts, baseline.addr, &b_targets, Pace::Closed, duration, &words))?;
+    let b_msg_cpu = meter.stop();
     let b_chat = client.block_on(create_chats(&opts, baseline.addr, &b_targets, Pace::Closed, duration))?;
     // The machine's own tail at chatd's half rate: same client, same schedule, no storage.
+    let meter = CpuMeter::start();
     let b_open = client.block_on(create_messages(
         &opts,
         baseline.addr,
@@ -284,6 +291,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         duration,
         &words,
     ))?;
+    let b_open_cpu = meter.stop();
     let b_get = client.block_on(gets(&opts, baseline.addr, &b_targets, false, duration))?;
     let b_page = client.block_on(gets(&opts, baseline.addr, &b_targets, true, duration))?;
     baseline.stop();
@@ -357,6 +365,25 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         Lateness::of(&open.windows),
         Lateness::of(&open_chats.windows),
         Lateness::of(&b_open.windows)
+    ));
+    // What a request costs at full load and at the half rate: the wake-ups that full load
+    // shares among many requests, each request pays alone at half the rate.
+    let cost = |stats: &RunStats, cpu: &CpuUse| {
+        let busy = cpu.machine_busy.map_or(String::new(), |b| format!(", machine {:.0} % busy", b * 100.0));
+        format!("{:.0} µs{busy}", cpu.process_us_per(stats.requests))
+    };
+    report.note(format!(
+        "CPU per create-message request of this process ({}): closed loop {}, half rate {}; baseline \
+         (its server and the load generator): closed loop {}, half rate {}",
+        if opts.url.is_some() {
+            "the load generator; chatd runs in another process"
+        } else {
+            "chatd and the load generator"
+        },
+        cost(&empty, &empty_cpu),
+        cost(&open, &open_cpu),
+        cost(&b_msg, &b_msg_cpu),
+        cost(&b_open, &b_open_cpu)
     ));
     report.add(
         "GET one message",

@@ -1,7 +1,8 @@
 //! This process's memory and CPU over a run, from `/proc/self`: a sampler thread records the
 //! peak resident set of each phase, split into anonymous memory (heaps, tantivy's indexing
 //! buffers, SQLite's caches) and file-backed pages (the memory-mapped index segments, which
-//! the kernel can drop and read again).
+//! the kernel can drop and read again); a [`CpuMeter`] measures the CPU a run used, this
+//! process's and the whole machine's.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -111,28 +112,116 @@ pub fn status_mb(field: &str) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// CPU time this process has used (user + system), from /proc/self/stat.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|t| t.parse::<u64>().ok()).sum());
-    // Linux reports them in USER_HZ, 100 per second on every architecture chatd runs on.
-    Duration::from_millis(ticks * 10)
-}
-
 /// Waits until this process uses less than a tenth of a core over a second (background
 /// work such as index merges has finished), at most `limit`; returns how long it waited.
 pub fn wait_until_quiet(limit: Duration) -> Duration {
     let started = Instant::now();
     while started.elapsed() < limit {
-        let before = cpu_time();
+        let before = process_cpu_time();
         std::thread::sleep(Duration::from_secs(1));
-        if cpu_time().saturating_sub(before) < Duration::from_millis(100) {
+        if process_cpu_time().saturating_sub(before) < Duration::from_millis(100) {
             break;
         }
     }
     started.elapsed()
+}
+
+/// CPU used between [`CpuMeter::start`] and [`CpuMeter::stop`]: this process's CPU time
+/// (every thread, including ones that ended) and how busy the whole machine was.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuMeter {
+    process: Duration,
+    machine: Option<Jiffies>,
+}
+
+/// What a [`CpuMeter`] measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuUse {
+    /// This process's CPU time.
+    pub process: Duration,
+    /// The share of all CPUs' time that was not idle (nor waiting for I/O), 0 to 1; `None`
+    /// where `/proc/stat` cannot be read.
+    pub machine_busy: Option<f64>,
+}
+
+impl CpuUse {
+    /// This process's CPU time per request, in microseconds.
+    pub fn process_us_per(&self, requests: u64) -> f64 {
+        self.process.as_secs_f64() * 1e6 / requests.max(1) as f64
+    }
+}
+
+impl CpuMeter {
+    pub fn start() -> Self {
+        CpuMeter { process: process_cpu_time(), machine: machine_jiffies() }
+    }
+
+    pub fn stop(&self) -> CpuUse {
+        let busy = match (self.machine, machine_jiffies()) {
+            (Some(a), Some(b)) if b.total > a.total => {
+                Some((b.busy - a.busy) as f64 / (b.total - a.total) as f64)
+            }
+            _ => None,
+        };
+        CpuUse { process: process_cpu_time().saturating_sub(self.process), machine_busy: busy }
+    }
+}
+
+/// This process's CPU time, to the nanosecond (`/proc/self/stat` counts in 10 ms ticks).
+fn process_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// All CPUs' time since boot, in the kernel's ticks: busy and in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Jiffies {
+    busy: u64,
+    total: u64,
+}
+
+fn machine_jiffies() -> Option<Jiffies> {
+    parse_proc_stat(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// The `cpu` line of `/proc/stat`: user, nice, system, idle, iowait, irq, softirq, steal
+/// (guest time is already inside user). Idle and iowait are not busy; steal (time the
+/// hypervisor gave the CPU to someone else) is counted as busy, since this machine could
+/// not use it.
+fn parse_proc_stat(stat: &str) -> Option<Jiffies> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> =
+        line.split_whitespace().skip(1).take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = fields[..] else { return None };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some(Jiffies { busy, total: busy + idle + iowait })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_busy_share_leaves_out_idle_and_io_wait() {
+        let stat = "cpu  100 5 20 800 50 1 4 20 7 0\ncpu0 50 2 10 400 25 0 2 10 0 0\nintr 1 2 3\n";
+        // busy: 100 + 5 + 20 + 1 + 4 + 20; all: that + 800 idle + 50 iowait.
+        assert_eq!(parse_proc_stat(stat), Some(Jiffies { busy: 150, total: 1000 }));
+        assert_eq!(parse_proc_stat("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(parse_proc_stat("cpu  1 2 3\n"), None);
+    }
+
+    #[test]
+    fn a_meter_sees_this_process_spend_cpu() {
+        let meter = CpuMeter::start();
+        let started = Instant::now();
+        let mut x = 0u64;
+        while started.elapsed() < Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        let used = meter.stop();
+        // 50 ms of spinning is at least 10 ms of CPU even on a machine this busy.
+        assert!(used.process >= Duration::from_millis(10), "{used:?}");
+        assert!(used.machine_busy.is_some_and(|b| b > 0.0 && b <= 1.0), "{used:?}");
+        assert!((used.process_us_per(1000) - used.process.as_secs_f64() * 1e3).abs() < 1e-6);
+    }
 }

@@ -12,6 +12,26 @@ fn smoke_run_measures_every_figure_and_every_check_passes() {
             report.markdown()
         );
     }
+    assert_cpu_note(&report, "chatd and the load generator");
+}
+
+/// The note of what a create costs in CPU: four runs (chatd and the baseline, each at full
+/// load and at the half rate), each a positive CPU time and a share of the machine.
+fn assert_cpu_note(report: &chatd_bench::Report, whose: &str) {
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.starts_with("CPU per create-message request"))
+        .unwrap_or_else(|| panic!("no CPU note:\n{}", report.markdown()));
+    assert!(note.contains(whose), "{note}");
+    let costs: Vec<f64> =
+        note.split(" µs").filter_map(|part| part.rsplit(' ').next()?.parse().ok()).collect();
+    assert_eq!(costs.len(), 4, "{note}");
+    assert!(costs.iter().all(|&us| us > 0.0), "{note}");
+    let busy: Vec<f64> =
+        note.split(" % busy").filter_map(|part| part.rsplit(' ').next()?.parse().ok()).collect();
+    assert_eq!(busy.len(), 4, "{note}");
+    assert!(busy.iter().all(|&b| b > 0.0 && b <= 100.0), "{note}");
 }
 
 /// `--url`: the same scenarios against a chatd the benchmark did not start, reached only
@@ -39,6 +59,7 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
         "{}",
         report.markdown()
     );
+    assert_cpu_note(&report, "the load generator; chatd runs in another process");
     // What the benchmark wrote went to that chatd: its database holds the messages.
     let stored = chatd.chatd.as_ref().unwrap().0.committed().get();
     assert!(stored > 100, "only {stored} changes reached the given chatd");
