@@ -224,24 +224,23 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         }
     };
     let (targets, lag_chat) = client.block_on(setup(chatd.addr, 2, 5))?;
-    let meter = CpuMeter::start();
-    let empty =
-        client.block_on(create_messages(&opts, chatd.addr, &targets, Pace::Closed, duration, &words))?;
-    let empty_cpu = meter.stop();
+    let (empty, empty_cpu) = CpuMeter::measure(|| {
+        client.block_on(create_messages(&opts, chatd.addr, &targets, Pace::Closed, duration, &words))
+    })?;
     check(&mut report, "create-message", &empty, true);
     let chats = client.block_on(create_chats(&opts, chatd.addr, &targets, Pace::Closed, duration))?;
     check(&mut report, "create-chat", &chats, true);
     let half = empty.rate() / 2.0;
-    let meter = CpuMeter::start();
-    let open = client.block_on(create_messages(
-        &opts,
-        chatd.addr,
-        &targets,
-        Pace::Open { rate: half },
-        duration,
-        &words,
-    ))?;
-    let open_cpu = meter.stop();
+    let (open, open_cpu) = CpuMeter::measure(|| {
+        client.block_on(create_messages(
+            &opts,
+            chatd.addr,
+            &targets,
+            Pace::Open { rate: half },
+            duration,
+            &words,
+        ))
+    })?;
     check(&mut report, "create-message open loop", &open, true);
     // The same offered rate of chat creates, which the search index never sees: tells the
     // index's share of the tail from the rest.
@@ -276,22 +275,21 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     memory.phase("baseline");
     let baseline = servers::start_baseline(opts.server_threads, page)?;
     let b_targets = fake_targets(2, 5);
-    let meter = CpuMeter::start();
-    let b_msg =
-        client.block_on(create_messages(&opts, baseline.addr, &b_targets, Pace::Closed, duration, &words))?;
-    let b_msg_cpu = meter.stop();
+    let (b_msg, b_msg_cpu) = CpuMeter::measure(|| {
+        client.block_on(create_messages(&opts, baseline.addr, &b_targets, Pace::Closed, duration, &words))
+    })?;
     let b_chat = client.block_on(create_chats(&opts, baseline.addr, &b_targets, Pace::Closed, duration))?;
     // The machine's own tail at chatd's half rate: same client, same schedule, no storage.
-    let meter = CpuMeter::start();
-    let b_open = client.block_on(create_messages(
-        &opts,
-        baseline.addr,
-        &b_targets,
-        Pace::Open { rate: half },
-        duration,
-        &words,
-    ))?;
-    let b_open_cpu = meter.stop();
+    let (b_open, b_open_cpu) = CpuMeter::measure(|| {
+        client.block_on(create_messages(
+            &opts,
+            baseline.addr,
+            &b_targets,
+            Pace::Open { rate: half },
+            duration,
+            &words,
+        ))
+    })?;
     let b_get = client.block_on(gets(&opts, baseline.addr, &b_targets, false, duration))?;
     let b_page = client.block_on(gets(&opts, baseline.addr, &b_targets, true, duration))?;
     baseline.stop();

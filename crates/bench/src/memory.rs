@@ -152,11 +152,18 @@ impl CpuUse {
 }
 
 impl CpuMeter {
-    pub fn start() -> Self {
+    /// Runs `f` and measures the CPU it used (with the rest of the process, and the machine).
+    pub fn measure<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<(T, CpuUse), E> {
+        let meter = CpuMeter::start();
+        let value = f()?;
+        Ok((value, meter.stop()))
+    }
+
+    fn start() -> Self {
         CpuMeter { process: process_cpu_time(), machine: machine_jiffies() }
     }
 
-    pub fn stop(&self) -> CpuUse {
+    fn stop(&self) -> CpuUse {
         let busy = match (self.machine, machine_jiffies()) {
             (Some(a), Some(b)) if b.total > a.total => {
                 Some((b.busy - a.busy) as f64 / (b.total - a.total) as f64)
