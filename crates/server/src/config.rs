@@ -135,7 +135,7 @@ pub struct Config {
     /// How much lower still the search index's merges run (a nice increment added to the
     /// indexer's, 0–19). Merges only tidy the index's segments, so they can wait for idle
     /// CPU; under a saturating load they wait, and searches visit more segments meanwhile.
-    /// Off by default: the gain measured was small and uneven (BENCHMARKS.md).
+    /// Off by default: the gain measured was small and uneven (docs/benchmarks-log.md).
     #[arg(long, env = "CHATD_MERGE_NICE", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..20))]
     pub merge_nice: i32,
 
