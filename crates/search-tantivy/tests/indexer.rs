@@ -99,7 +99,7 @@ async fn an_edit_leaves_no_stale_entry_in_the_index() {
 /// A term is looked up by its grams at their offsets, not just by which grams it has: a
 /// chat full of "haha" does not make every message a candidate for "hahaha", which would
 /// all have to be read and verified (measured without positions: 294 ms, median of 10, for
-/// an absent "hahaha" among 130,000 such messages, 19 ms with them; see BENCHMARKS.md).
+/// an absent "hahaha" among 130,000 such messages, 19 ms with them; see docs/benchmarks-log.md).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repetitive_term_is_looked_up_by_its_grams_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -325,6 +325,8 @@ async fn candidates_hold_every_match_across_segments_long_words_and_quoted_terms
         "GO".into(),
         // Normalises to "mhz" 100 times: terms of 300 characters from a keyword of 100.
         format!("pre {} post", "㎒".repeat(100)),
+        // Rarer punctuation beside letters.
+        "tilde~ {x}".into(),
     ];
     let app = s.store.create_application(AppName::parse("t".into()).unwrap()).await.unwrap();
     let chat = s.store.create_chat(app.token.clone()).await.unwrap();
@@ -349,6 +351,13 @@ async fn candidates_hold_every_match_across_segments_long_words_and_quoted_terms
     let keywords = [
         "go".to_owned(),
         "o".into(),
+        // 1-character terms of punctuation, alone and with other terms.
+        ",".into(),
+        "~".into(),
+        "{".into(),
+        "+ c".into(),
+        "o go".into(),
+        "~ x".into(),
         "RAILS and".into(),
         "\"rails and go\"".into(),
         "\"s and g\"".into(),
