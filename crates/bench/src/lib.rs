@@ -223,24 +223,17 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             servers::start_chatd(dir.path(), &opts)?
         }
     };
+    // A create-message run with the CPU it used (chatd's and the baseline's, both paces).
+    let measured_creates = |addr: SocketAddr, targets: &[(String, String)], pace: Pace| {
+        CpuMeter::measure(|| client.block_on(create_messages(&opts, addr, targets, pace, duration, &words)))
+    };
     let (targets, lag_chat) = client.block_on(setup(chatd.addr, 2, 5))?;
-    let (empty, empty_cpu) = CpuMeter::measure(|| {
-        client.block_on(create_messages(&opts, chatd.addr, &targets, Pace::Closed, duration, &words))
-    })?;
+    let (empty, empty_cpu) = measured_creates(chatd.addr, &targets, Pace::Closed)?;
     check(&mut report, "create-message", &empty, true);
     let chats = client.block_on(create_chats(&opts, chatd.addr, &targets, Pace::Closed, duration))?;
     check(&mut report, "create-chat", &chats, true);
     let half = empty.rate() / 2.0;
-    let (open, open_cpu) = CpuMeter::measure(|| {
-        client.block_on(create_messages(
-            &opts,
-            chatd.addr,
-            &targets,
-            Pace::Open { rate: half },
-            duration,
-            &words,
-        ))
-    })?;
+    let (open, open_cpu) = measured_creates(chatd.addr, &targets, Pace::Open { rate: half })?;
     check(&mut report, "create-message open loop", &open, true);
     // The same offered rate of chat creates, which the search index never sees: tells the
     // index's share of the tail from the rest.
@@ -275,21 +268,10 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     memory.phase("baseline");
     let baseline = servers::start_baseline(opts.server_threads, page)?;
     let b_targets = fake_targets(2, 5);
-    let (b_msg, b_msg_cpu) = CpuMeter::measure(|| {
-        client.block_on(create_messages(&opts, baseline.addr, &b_targets, Pace::Closed, duration, &words))
-    })?;
+    let (b_msg, b_msg_cpu) = measured_creates(baseline.addr, &b_targets, Pace::Closed)?;
     let b_chat = client.block_on(create_chats(&opts, baseline.addr, &b_targets, Pace::Closed, duration))?;
     // The machine's own tail at chatd's half rate: same client, same schedule, no storage.
-    let (b_open, b_open_cpu) = CpuMeter::measure(|| {
-        client.block_on(create_messages(
-            &opts,
-            baseline.addr,
-            &b_targets,
-            Pace::Open { rate: half },
-            duration,
-            &words,
-        ))
-    })?;
+    let (b_open, b_open_cpu) = measured_creates(baseline.addr, &b_targets, Pace::Open { rate: half })?;
     let b_get = client.block_on(gets(&opts, baseline.addr, &b_targets, false, duration))?;
     let b_page = client.block_on(gets(&opts, baseline.addr, &b_targets, true, duration))?;
     baseline.stop();

@@ -126,8 +126,8 @@ pub fn wait_until_quiet(limit: Duration) -> Duration {
     started.elapsed()
 }
 
-/// CPU used between [`CpuMeter::start`] and [`CpuMeter::stop`]: this process's CPU time
-/// (every thread, including ones that ended) and how busy the whole machine was.
+/// Measures the CPU a run used ([`CpuMeter::measure`]): this process's CPU time (every
+/// thread, including ones that ended) and how busy the whole machine was.
 #[derive(Debug, Clone, Copy)]
 pub struct CpuMeter {
     process: Duration,
