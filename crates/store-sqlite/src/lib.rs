@@ -2,8 +2,9 @@
 //!
 //! - Writes go through [`writer`]: one thread, one read-write connection, a bounded queue,
 //!   group commit, numbers assigned in the transaction that inserts the row.
-//! - Reads go through [`readers`]: a few read-only connections used from tokio's blocking
-//!   pool, so no query ever runs on an async worker thread.
+//! - Reads go through [`readers`]: read-only connections kept between calls. A lookup by
+//!   key runs on the calling thread (a few µs); a list page runs on tokio's blocking pool, a
+//!   few at once, so no long query holds an async thread.
 //!
 //! [`SqliteStore`] implements both [`Ingest`] and [`Catalog`].
 #![forbid(unsafe_code)]
@@ -57,7 +58,8 @@ pub struct Options {
     pub queue_capacity: usize,
     /// Most jobs one transaction carries.
     pub max_batch: usize,
-    /// Read-only connections (and so concurrent read queries).
+    /// Concurrent list queries on the blocking pool (lookups by key run on the caller's
+    /// thread and are bounded by those threads).
     pub readers: usize,
 }
 
@@ -325,7 +327,7 @@ impl Ingest for SqliteStore {
 #[async_trait]
 impl Catalog for SqliteStore {
     async fn application(&self, token: AppToken) -> StoreResult<Application> {
-        self.readers.run(move |db| queries::application(db, &token)).await
+        self.readers.lookup(|db| queries::application(db, &token))
     }
 
     async fn applications(&self, page: Page<AppToken>) -> StoreResult<Listed<Application>> {
@@ -333,7 +335,7 @@ impl Catalog for SqliteStore {
     }
 
     async fn chat(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Chat> {
-        self.readers.run(move |db| queries::chat(db, &token, chat)).await
+        self.readers.lookup(|db| queries::chat(db, &token, chat))
     }
 
     async fn chats(&self, token: AppToken, page: Page<ChatNumber>) -> StoreResult<Listed<Chat>> {
@@ -346,7 +348,7 @@ impl Catalog for SqliteStore {
         chat: ChatNumber,
         number: MessageNumber,
     ) -> StoreResult<Message> {
-        self.readers.run(move |db| queries::message(db, &token, chat, number)).await
+        self.readers.lookup(|db| queries::message(db, &token, chat, number))
     }
 
     async fn messages(
@@ -359,7 +361,7 @@ impl Catalog for SqliteStore {
     }
 
     async fn ready(&self) -> StoreResult<()> {
-        self.readers.run(|db| db.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+        self.readers.lookup(|db| db.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
     }
 }
 
@@ -549,6 +551,65 @@ mod tests {
         assert!(app_names(&store).is_empty(), "nothing of the batch was committed");
         assert_eq!(store.submit(insert("after")).await.unwrap(), 1, "the sequence resumes where it was");
         assert_eq!(app_names(&store), ["after"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_is_answered_while_long_reads_hold_every_reader_slot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = Options::new(dir.path());
+        options.readers = 1;
+        let store = Arc::new(SqliteStore::open(&options).unwrap());
+        let token = AppToken::generate().unwrap();
+        let kept = token.clone();
+        store
+            .submit(move |db, ctx| {
+                queries::insert_application(db, ctx, kept, AppName::parse("kept".into()).unwrap())
+            })
+            .await
+            .unwrap();
+
+        // A long read takes the only slot and keeps it until released.
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let long = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .readers
+                    .run(move |_| {
+                        let _ = started_tx.send(());
+                        let _ = release_rx.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        started_rx.await.unwrap();
+        // The slot really is taken: a list page waits for it...
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(200), store.applications(Page::default())).await;
+        assert!(waiting.is_err(), "a list page ran while the only reader slot was held");
+        // ...while a lookup by key does not.
+        let found = tokio::time::timeout(Duration::from_secs(5), store.application(token.clone()))
+            .await
+            .expect("the lookup waited for the long read")
+            .unwrap();
+        assert_eq!((found.token, found.name.as_str()), (token.clone(), "kept"));
+        let one: ChatNumber = "1".parse().unwrap();
+        let chat = tokio::time::timeout(Duration::from_secs(5), store.chat(token.clone(), one))
+            .await
+            .expect("the chat lookup waited for the long read");
+        assert!(matches!(chat, Err(StoreError::ChatNotFound)), "{chat:?}");
+        let message =
+            tokio::time::timeout(Duration::from_secs(5), store.message(token, one, "1".parse().unwrap()))
+                .await
+                .expect("the message lookup waited for the long read");
+        assert!(matches!(message, Err(StoreError::ChatNotFound)), "{message:?}");
+
+        release_tx.send(()).unwrap();
+        long.await.unwrap().unwrap();
+        let listed = store.applications(Page::default()).await.unwrap();
+        assert_eq!(listed.items.len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

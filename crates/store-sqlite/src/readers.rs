@@ -1,5 +1,6 @@
 //! Read-only connections: an [`Idle`] list opened on demand and kept, and [`Readers`], the
-//! async front that runs each query on tokio's blocking pool, at most `size` at once.
+//! front that runs a lookup by key on the calling thread and any longer query on tokio's
+//! blocking pool, at most `size` at once.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -57,7 +58,19 @@ impl Readers {
         Readers { idle: Arc::new(Idle::new(path)), permits: Arc::new(Semaphore::new(size)) }
     }
 
-    /// Runs `f` with a read-only connection, off the async worker threads.
+    /// Runs `f`, a lookup by key (a few µs with the pages cached), on the calling thread.
+    ///
+    /// Handing a query to the blocking pool and waking the caller with its answer costs more
+    /// than such a lookup: about half of a GET's CPU, and with it a GET's latency
+    /// (docs/benchmarks-log.md). The price is that a lookup that must read from the disk holds
+    /// the thread, and the connections that share it, for that one read. The number of these
+    /// at once is bounded by the threads that serve connections, not by `size`.
+    pub fn lookup<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.idle.with(f)
+    }
+
+    /// Runs `f` with a read-only connection, off the async worker threads: for queries that
+    /// may take long (a page of up to 1,000 rows).
     pub async fn run<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
