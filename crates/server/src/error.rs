@@ -211,6 +211,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer to a request whose handler panicked (caught in `startup::wrap`): 500
+/// `internal`, like any internal error; the panic's message goes to the log, not the client.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "a request handler panicked");
+    ApiError::Internal(format!("a request handler panicked: {what}").into()).into_response()
+}
+
 /// The request span's answer hook (tower-http's `TraceLayer` runs it inside the span): the
 /// default debug line, then the hidden detail of a 5xx answer.
 #[derive(Debug, Clone, Copy, Default)]

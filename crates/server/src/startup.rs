@@ -3,17 +3,22 @@
 //! [`Application::run_until`] serves until the shutdown future completes, drains open
 //! requests, and lets the writer commit everything it accepted.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
+use axum::response::Response;
 use chatd_store_sqlite::{Options, SqliteStore};
+use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::ServiceBuilder;
+use tower::{Service, ServiceBuilder};
 use tower_http::normalize_path::NormalizePathLayer;
 
 use chatd_core::progress::Progress;
@@ -137,15 +142,9 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut servers = tokio::task::JoinSet::new();
         for (listener, router) in std::iter::once(self.api).chain(self.creation) {
-            // Trailing slashes are trimmed before routing, so `/applications/` works too. The
-            // body limit wraps the router whole (see `routes::finish`).
-            let service = ServiceBuilder::new()
-                .layer(NormalizePathLayer::trim_trailing_slash())
-                .layer(DefaultBodyLimit::max(self.max_request_bytes))
-                .service(router);
             servers.spawn(serve::serve(
                 listener,
-                service,
+                wrap(router, self.max_request_bytes),
                 self.open_connections.clone(),
                 self.header_timeout,
                 stop_rx.clone(),
@@ -186,5 +185,71 @@ impl Application {
             "stopped"
         );
         served
+    }
+}
+
+/// What wraps each listener's router whole: a handler that panics answers 500 `internal`
+/// (and the panic is logged) instead of dropping the connection; trailing slashes are
+/// trimmed before routing, so `/applications/` works too; and the body limit (see
+/// `routes::finish` for why these wrap the router rather than each route).
+pub(crate) fn wrap(
+    router: Router,
+    max_request_bytes: usize,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + 'static
+{
+    ServiceBuilder::new()
+        .map_future(answer_panics)
+        .layer(NormalizePathLayer::trim_trailing_slash())
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .service(router)
+}
+
+/// A handler's answer, or 500 `internal` when it panicked.
+async fn answer_panics(
+    answer: impl Future<Output = Result<Response, Infallible>>,
+) -> Result<Response, Infallible> {
+    AssertUnwindSafe(answer).catch_unwind().await.unwrap_or_else(|panic| Ok(crate::error::panicked(panic)))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn answer(
+        service: impl Service<Request, Response = Response, Error = Infallible>,
+        path: &str,
+    ) -> (u16, String) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let Ok(response) = service.oneshot(request).await;
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    async fn boom() -> &'static str {
+        panic!("a bug in a handler")
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_500_internal_and_the_service_carries_on() {
+        let router = Router::new().route("/boom", get(boom)).route("/fine", get(|| async { "fine" }));
+        let service = wrap(router, 1024);
+
+        let (status, body) = answer(service.clone(), "/boom").await;
+        assert_eq!(status, 500);
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], "internal", "{body}");
+        assert!(
+            !body.to_string().contains("a bug in a handler"),
+            "the panic's message stays in the log: {body}"
+        );
+
+        // The same service answers the next request, through the other layers (the trailing
+        // slash is trimmed before routing).
+        assert_eq!(answer(service, "/fine/").await, (200, "fine".to_owned()));
     }
 }
