@@ -219,8 +219,9 @@ pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("(no message)");
+    // Logged here: this answer is made outside the request span whose hook logs 5xx details.
     tracing::error!(panic = what, "a request handler panicked");
-    ApiError::Internal(format!("a request handler panicked: {what}").into()).into_response()
+    ApiError::Internal("a request handler panicked".into()).into_response()
 }
 
 /// The request span's answer hook (tower-http's `TraceLayer` runs it inside the span): the

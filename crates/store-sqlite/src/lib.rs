@@ -3,7 +3,7 @@
 //! - Writes go through [`writer`]: one thread, one read-write connection, a bounded queue,
 //!   group commit, numbers assigned in the transaction that inserts the row.
 //! - Reads go through [`readers`]: read-only connections kept between calls. A lookup by
-//!   key runs on the calling thread (a few µs); a list page runs on tokio's blocking pool, a
+//!   key runs on the calling thread; a list page runs on tokio's blocking pool, a
 //!   few at once, so no long query holds an async thread.
 //!
 //! [`SqliteStore`] implements both [`Ingest`] and [`Catalog`].

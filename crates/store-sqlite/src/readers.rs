@@ -58,11 +58,11 @@ impl Readers {
         Readers { idle: Arc::new(Idle::new(path)), permits: Arc::new(Semaphore::new(size)) }
     }
 
-    /// Runs `f`, a lookup by key (a few µs with the pages cached), on the calling thread.
+    /// Runs `f`, a lookup by key, on the calling thread.
     ///
-    /// Handing a query to the blocking pool and waking the caller with its answer costs more
-    /// than such a lookup: about half of a GET's CPU, and with it a GET's latency
-    /// (docs/benchmarks-log.md). The price is that a lookup that must read from the disk holds
+    /// Handing a query to the blocking pool and waking the caller with its answer cost about
+    /// half of a GET's CPU (32–39 µs per GET of one message with it, 18–23 without, HTTP
+    /// included; docs/benchmarks-log.md). The price is that a lookup that must read from the disk holds
     /// the thread, and the connections that share it, for that one read. The number of these
     /// at once is bounded by the threads that serve connections, not by `size`.
     pub fn lookup<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
