@@ -276,6 +276,17 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     let b_page = client.block_on(gets(&opts, baseline.addr, &b_targets, true, duration))?;
     baseline.stop();
 
+    // ---------------------------------------------------------------- durable floor
+    println!("durable floor");
+    memory.phase("durable floor");
+    let floor_dir = tempfile::tempdir()?;
+    let floor = servers::start_floor(opts.server_threads, floor_dir.path(), opts.synchronous)?;
+    let (f_msg, f_msg_cpu) = measured_creates(floor.addr, &b_targets, Pace::Closed)?;
+    check(&mut report, "durable floor", &f_msg, true);
+    let (f_open, _) = measured_creates(floor.addr, &b_targets, Pace::Open { rate: half })?;
+    check(&mut report, "durable floor open loop", &f_open, true);
+    floor.stop();
+
     let ratio = |a: &RunStats, b: &RunStats| a.rate() / b.rate();
     report.add(
         "create-message throughput",
@@ -286,6 +297,18 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             ratio(&empty, &b_msg)
         ),
         "ratio ≥ 0.6",
+    );
+    report.add(
+        "durable floor: the baseline's create-message plus a durable SQLite insert, group-committed",
+        format!(
+            "{:.0} req/s (ratio {:.2} of the baseline; chatd is {:.2} of it); p99 {:.2} ms at chatd's half rate, {}",
+            f_msg.rate(),
+            ratio(&f_msg, &b_msg),
+            ratio(&empty, &f_msg),
+            f_open.ms(0.99),
+            Lateness::of(&f_open.windows)
+        ),
+        "",
     );
     report.add(
         "create-message latency, closed loop",
@@ -354,7 +377,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     };
     report.note(format!(
         "CPU per create-message request of this process ({}): closed loop {}, half rate {}; baseline \
-         (its server and the load generator): closed loop {}, half rate {}",
+         (its server and the load generator): closed loop {}, half rate {}; durable floor: closed loop {}",
         if opts.url.is_some() {
             "the load generator; chatd runs in another process"
         } else {
@@ -363,7 +386,8 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         cost(&empty, &empty_cpu),
         cost(&open, &open_cpu),
         cost(&b_msg, &b_msg_cpu),
-        cost(&b_open, &b_open_cpu)
+        cost(&b_open, &b_open_cpu),
+        cost(&f_msg, &f_msg_cpu)
     ));
     report.add(
         "GET one message",

@@ -1,6 +1,7 @@
 //! The servers under test, each on a runtime of its own (so the load generator's runtime
-//! is the same for both): chatd, built in-process, and a bare axum baseline that accepts
-//! the same requests and answers same-sized JSON without storing anything.
+//! is the same for all): chatd, built in-process; a bare axum baseline that accepts the same
+//! requests and answers same-sized JSON without storing anything; and the durable floor, the
+//! baseline's message create plus the least a durable store must do for it.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,6 +14,7 @@ use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatd_core::progress::Progress;
+use chatd_server::config::Synchronous;
 use chatd_server::{Application, Config};
 use chatd_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
@@ -128,6 +130,11 @@ pub fn start_baseline(workers: usize, page: Value) -> anyhow::Result<Running> {
             "/applications/{token}/chats/{chat}/messages/{m}",
             get(move || async move { Json(message.clone()) }),
         );
+    serve_router(workers, router)
+}
+
+/// Serves `router` on a runtime of `workers` threads at a free port of 127.0.0.1.
+fn serve_router(workers: usize, router: axum::Router) -> anyhow::Result<Running> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -147,4 +154,92 @@ pub fn start_baseline(workers: usize, page: Value) -> anyhow::Result<Running> {
     });
     let addr = ready_rx.recv()??;
     Ok(Running { addr, chatd: None, stop: Some(stop_tx), thread: Some(thread) })
+}
+
+/// One create handed to the floor's writer: the chat's key and the body, and where to answer.
+type FloorJob = ((String, i64), String, oneshot::Sender<Option<i64>>);
+
+/// The durable floor: the baseline's create-message route (same request, same answer) plus
+/// the least any server that keeps SPEC §4's promises must add: the message is stored, and
+/// the 201 sent only once it is committed to SQLite in WAL mode with chatd's `synchronous`
+/// (`FULL` by default: an fsync per commit) by one writer thread that commits each batch of
+/// waiting creates in one transaction. Nothing else: no application or chat lookup, numbers kept in memory, one
+/// insert per message, no count, no change feed, no search index. What chatd costs beyond
+/// this is its design; what this costs beyond the baseline is durability on this machine.
+pub fn start_floor(workers: usize, dir: &Path, synchronous: Synchronous) -> anyhow::Result<Running> {
+    let db = rusqlite::Connection::open(dir.join("floor.sqlite3"))?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    db.pragma_update(None, "synchronous", synchronous)?;
+    db.execute_batch(
+        "CREATE TABLE messages (
+             id INTEGER PRIMARY KEY, token TEXT NOT NULL, chat INTEGER NOT NULL,
+             number INTEGER NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
+             UNIQUE (token, chat, number))",
+    )?;
+    let (jobs, queue) = std::sync::mpsc::channel::<FloorJob>();
+    std::thread::Builder::new().name("floor-writer".into()).spawn(move || floor_writer(db, queue))?;
+    let router = axum::Router::new().route(
+        "/applications/{token}/chats/{chat}/messages",
+        post(move |UrlPath((token, chat)): UrlPath<(String, i64)>, Json(body): Json<Value>| {
+            let jobs = jobs.clone();
+            async move {
+                let text = body.get("body").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let (reply, answer) = oneshot::channel();
+                let committed = match jobs.send(((token.clone(), chat), text, reply)) {
+                    Ok(()) => answer.await.ok().flatten(),
+                    Err(_) => None,
+                };
+                match committed {
+                    Some(number) => (
+                        StatusCode::CREATED,
+                        Json(json!({"number": number, "chat_number": chat, "access_token": token})),
+                    ),
+                    None => (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": "not stored"}))),
+                }
+            }
+        }),
+    );
+    // The writer ends when the router (holding the last sender) is dropped with the runtime.
+    serve_router(workers, router)
+}
+
+/// Commits every create waiting in `queue` in one transaction, then answers them; ends when
+/// every sender is gone.
+fn floor_writer(db: rusqlite::Connection, queue: std::sync::mpsc::Receiver<FloorJob>) {
+    let mut last: std::collections::HashMap<(String, i64), i64> = std::collections::HashMap::new();
+    let mut batch = Vec::new();
+    while let Ok(first) = queue.recv() {
+        batch.push(first);
+        batch.extend(queue.try_iter().take(1023));
+        // This batch's numbers, and each chat's last one in it (kept only if it commits).
+        let mut numbers = Vec::with_capacity(batch.len());
+        let mut pending = std::collections::HashMap::new();
+        let stored = (|| {
+            let tx = db.unchecked_transaction()?;
+            {
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO messages (token, chat, number, body, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, unixepoch('subsec') * 1000)",
+                )?;
+                for (key, body, _) in &batch {
+                    let number = pending.get(key).or_else(|| last.get(key)).copied().unwrap_or(0) + 1;
+                    insert.execute(rusqlite::params![key.0, key.1, number, body])?;
+                    pending.insert(key.clone(), number);
+                    numbers.push(number);
+                }
+            }
+            tx.commit()
+        })();
+        match &stored {
+            Ok(()) => last.extend(pending),
+            Err(e) => eprintln!("durable floor: a batch failed: {e}"),
+        }
+        for (i, (_, _, reply)) in batch.drain(..).enumerate() {
+            let _ = reply.send(stored.as_ref().ok().map(|()| numbers[i]));
+        }
+    }
 }

@@ -5,7 +5,13 @@
 fn smoke_run_measures_every_figure_and_every_check_passes() {
     let report = chatd_bench::run(chatd_bench::Opts::smoke()).expect("the benchmark runs");
     assert!(report.checks_passed, "{}", report.markdown());
-    for figure in ["create-message throughput", "create-to-searchable lag", "search latency", "peak RSS"] {
+    for figure in [
+        "create-message throughput",
+        "durable floor",
+        "create-to-searchable lag",
+        "search latency",
+        "peak RSS",
+    ] {
         assert!(
             report.rows.iter().any(|r| r.figure.starts_with(figure)),
             "missing {figure}:\n{}",
@@ -15,8 +21,9 @@ fn smoke_run_measures_every_figure_and_every_check_passes() {
     assert_cpu_note(&report, "chatd and the load generator");
 }
 
-/// The note of what a create costs in CPU: four runs (chatd and the baseline, each at full
-/// load and at the half rate), each a positive CPU time and a share of the machine.
+/// The note of what a create costs in CPU: five runs (chatd and the baseline, each at full
+/// load and at the half rate, and the durable floor at full load), each a positive CPU time
+/// and a share of the machine.
 fn assert_cpu_note(report: &chatd_bench::Report, whose: &str) {
     let note = report
         .notes
@@ -26,11 +33,11 @@ fn assert_cpu_note(report: &chatd_bench::Report, whose: &str) {
     assert!(note.contains(whose), "{note}");
     let costs: Vec<f64> =
         note.split(" µs").filter_map(|part| part.rsplit(' ').next()?.parse().ok()).collect();
-    assert_eq!(costs.len(), 4, "{note}");
+    assert_eq!(costs.len(), 5, "{note}");
     assert!(costs.iter().all(|&us| us > 0.0), "{note}");
     let busy: Vec<f64> =
         note.split(" % busy").filter_map(|part| part.rsplit(' ').next()?.parse().ok()).collect();
-    assert_eq!(busy.len(), 4, "{note}");
+    assert_eq!(busy.len(), 5, "{note}");
     assert!(busy.iter().all(|&b| b > 0.0 && b <= 100.0), "{note}");
 }
 
@@ -110,5 +117,63 @@ fn url_option_takes_an_http_address() {
     assert!(parse("http://localhost:3000").unwrap().is_some_and(|u| u.0.iter().all(|a| a.port() == 3000)));
     for bad in ["https://127.0.0.1:3000", "http://127.0.0.1:3000/applications", "http://127.0.0.1"] {
         assert!(parse(bad).is_err(), "{bad}");
+    }
+}
+
+/// The durable floor answers a create only once its row is committed: after concurrent
+/// creates over several connections, the database holds exactly the acknowledged messages,
+/// each under the number it was answered with, numbered 1, 2, 3… per chat.
+#[test]
+fn the_durable_floor_stores_each_acknowledged_create_once_under_its_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let floor =
+        chatd_bench::servers::start_floor(2, dir.path(), chatd_server::config::Synchronous::Full).unwrap();
+    let addr = floor.addr;
+    let chats = [("TokenA", 1), ("TokenA", 2), ("TokenB", 1)];
+    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let acknowledged: Vec<(String, i64, i64, String)> = client.block_on(async move {
+        let mut tasks = Vec::new();
+        for c in 0..16 {
+            tasks.push(tokio::spawn(async move {
+                let mut conn = chatd_bench::client::Conn::open(addr).await.unwrap();
+                let mut answers = Vec::new();
+                for i in 0..25 {
+                    let (token, chat) = chats[(c + i) % chats.len()];
+                    let body = format!("message {c}-{i}");
+                    let path = format!("/applications/{token}/chats/{chat}/messages");
+                    let json = serde_json::json!({ "body": body }).to_string();
+                    let (status, answer) = conn.send(hyper::Method::POST, &path, Some(&json)).await.unwrap();
+                    assert_eq!(status, hyper::StatusCode::CREATED);
+                    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+                    answers.push((token.to_owned(), chat, answer["number"].as_i64().unwrap(), body));
+                }
+                answers
+            }));
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    floor.stop();
+    assert_eq!(acknowledged.len(), 400);
+    let db = rusqlite::Connection::open(dir.path().join("floor.sqlite3")).unwrap();
+    let mut stored: Vec<(String, i64, i64, String)> = db
+        .prepare("SELECT token, chat, number, body FROM messages")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut acknowledged = acknowledged;
+    acknowledged.sort();
+    stored.sort();
+    assert_eq!(stored, acknowledged);
+    for (token, chat) in chats {
+        let mut numbers: Vec<i64> =
+            stored.iter().filter(|m| m.0 == token && m.1 == chat).map(|m| m.2).collect();
+        numbers.sort_unstable();
+        assert_eq!(numbers, (1..=numbers.len() as i64).collect::<Vec<_>>(), "{token} chat {chat}");
     }
 }
