@@ -19,9 +19,11 @@ use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
+use chatd_server::config::Synchronous;
 use client::{Call, Conn, Lateness, Pace, RunStats};
 use data::{Rng, Words};
 use memory::{CpuMeter, CpuUse, MemorySampler, status_mb};
+use servers::FloorStore;
 
 /// Command-line options.
 #[derive(Debug, Clone, Parser)]
@@ -46,8 +48,8 @@ pub struct Opts {
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
     /// chatd's `synchronous` setting (`full` fsyncs every commit; `normal` does not).
-    #[arg(long, value_enum, default_value_t = chatd_server::config::Synchronous::Full)]
-    pub synchronous: chatd_server::config::Synchronous,
+    #[arg(long, value_enum, default_value_t = Synchronous::Full)]
+    pub synchronous: Synchronous,
     /// chatd's `--index-commit-interval` (milliseconds).
     #[arg(long, default_value_t = 200)]
     pub index_commit_interval: u64,
@@ -57,6 +59,11 @@ pub struct Opts {
     /// chatd's `--merge-nice`.
     #[arg(long, default_value_t = 0)]
     pub merge_nice: i32,
+    /// After the durable floor, the same floor storing nothing (the hand-off to its writer
+    /// thread alone), appending to a file with an `fdatasync` per batch, then in SQLite with
+    /// `synchronous=NORMAL` and `FULL`: what each step costs, closed loop (4 more runs).
+    #[arg(long)]
+    pub floor_ladder: bool,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
     pub smoke: bool,
@@ -280,12 +287,30 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     println!("durable floor");
     memory.phase("durable floor");
     let floor_dir = tempfile::tempdir()?;
-    let floor = servers::start_floor(opts.server_threads, floor_dir.path(), opts.synchronous)?;
+    let floor =
+        servers::start_floor(opts.server_threads, floor_dir.path(), FloorStore::Sqlite(opts.synchronous))?;
     let (f_msg, f_msg_cpu) = measured_creates(floor.addr, &b_targets, Pace::Closed)?;
     check(&mut report, "durable floor", &f_msg, true);
     let (f_open, _) = measured_creates(floor.addr, &b_targets, Pace::Open { rate: half })?;
     check(&mut report, "durable floor open loop", &f_open, true);
     floor.stop();
+    // Its steps, each alone, closed loop: what the hand-off, a durable append and SQLite cost.
+    let mut ladder = Vec::new();
+    if opts.floor_ladder {
+        for store in [
+            FloorStore::HandOff,
+            FloorStore::File,
+            FloorStore::Sqlite(Synchronous::Normal),
+            FloorStore::Sqlite(Synchronous::Full),
+        ] {
+            let dir = tempfile::tempdir()?;
+            let server = servers::start_floor(opts.server_threads, dir.path(), store)?;
+            let (stats, cpu) = measured_creates(server.addr, &b_targets, Pace::Closed)?;
+            check(&mut report, &format!("floor ladder: {store}"), &stats, true);
+            server.stop();
+            ladder.push((store, stats, cpu));
+        }
+    }
 
     let ratio = |a: &RunStats, b: &RunStats| a.rate() / b.rate();
     report.add(
@@ -310,6 +335,24 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         ),
         "",
     );
+    if !ladder.is_empty() {
+        let steps: Vec<String> = ladder
+            .iter()
+            .map(|(store, stats, cpu)| {
+                format!(
+                    "{store} {:.0} req/s (ratio {:.2}; {:.0} µs per create)",
+                    stats.rate(),
+                    ratio(stats, &b_msg),
+                    cpu.process_us_per(stats.requests)
+                )
+            })
+            .collect();
+        report.add(
+            "floor ladder: the floor's writer thread storing nothing, then more",
+            steps.join("; "),
+            "",
+        );
+    }
     report.add(
         "create-message latency, closed loop",
         format!("p50 {:.2} / p99 {:.2} / p99.9 {:.2} ms", empty.ms(0.5), empty.ms(0.99), empty.ms(0.999)),

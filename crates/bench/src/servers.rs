@@ -159,29 +159,119 @@ fn serve_router(workers: usize, router: axum::Router) -> anyhow::Result<Running>
 /// One create handed to the floor's writer: the chat's key and the body, and where to answer.
 type FloorJob = ((String, i64), String, oneshot::Sender<Option<i64>>);
 
+/// What the floor's writer does with each batch of creates before it answers them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorStore {
+    /// Nothing: the hand-off to the writer thread and back alone.
+    HandOff,
+    /// Each message appended to a file as a line, one `fdatasync` per batch.
+    File,
+    /// One insert per message into SQLite in WAL mode with this `synchronous` (`FULL`: an
+    /// fsync per commit), one transaction per batch. The durable floor proper.
+    Sqlite(Synchronous),
+}
+
+impl FloorStore {
+    /// File name of what it writes under the floor's directory (none for the hand-off).
+    pub fn file_name(self) -> Option<&'static str> {
+        match self {
+            FloorStore::HandOff => None,
+            FloorStore::File => Some("floor.log"),
+            FloorStore::Sqlite(_) => Some("floor.sqlite3"),
+        }
+    }
+}
+
+impl std::fmt::Display for FloorStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FloorStore::HandOff => "hand-off only",
+            FloorStore::File => "file append + fdatasync",
+            FloorStore::Sqlite(Synchronous::Normal) => "SQLite, synchronous=NORMAL",
+            FloorStore::Sqlite(Synchronous::Full) => "SQLite, synchronous=FULL",
+        })
+    }
+}
+
+/// The store a floor's writer thread owns.
+enum Sink {
+    Nothing,
+    File(std::fs::File),
+    Sqlite(rusqlite::Connection),
+}
+
+impl Sink {
+    fn open(store: FloorStore, dir: &Path) -> anyhow::Result<Sink> {
+        let path = store.file_name().map(|name| dir.join(name));
+        Ok(match (store, path) {
+            (FloorStore::File, Some(path)) => {
+                Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
+            }
+            (FloorStore::Sqlite(synchronous), Some(path)) => {
+                let db = rusqlite::Connection::open(path)?;
+                db.pragma_update(None, "journal_mode", "WAL")?;
+                let synchronous = match synchronous {
+                    Synchronous::Full => "FULL",
+                    Synchronous::Normal => "NORMAL",
+                };
+                db.pragma_update(None, "synchronous", synchronous)?;
+                db.execute_batch(
+                    "CREATE TABLE messages (
+                         id INTEGER PRIMARY KEY, token TEXT NOT NULL, chat INTEGER NOT NULL,
+                         number INTEGER NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
+                         UNIQUE (token, chat, number))",
+                )?;
+                Sink::Sqlite(db)
+            }
+            _ => Sink::Nothing,
+        })
+    }
+
+    /// Stores one batch of `(chat, number, body)`: durable (as the store allows) when it returns.
+    fn store(&mut self, rows: &[(&(String, i64), i64, &str)]) -> Result<(), String> {
+        match self {
+            Sink::Nothing => Ok(()),
+            Sink::File(file) => {
+                use std::io::Write;
+                let mut lines = String::new();
+                for ((token, chat), number, body) in rows {
+                    // The benchmark's bodies are words and spaces; JSON keeps any other line whole.
+                    lines.push_str(&format!("{token}\t{chat}\t{number}\t{}\n", json!(body)));
+                }
+                file.write_all(lines.as_bytes()).and_then(|()| file.sync_data()).map_err(|e| e.to_string())
+            }
+            Sink::Sqlite(db) => {
+                let tx = db.unchecked_transaction().map_err(|e| e.to_string())?;
+                {
+                    let mut insert = tx
+                        .prepare_cached(
+                            "INSERT INTO messages (token, chat, number, body, created_at) \
+                             VALUES (?1, ?2, ?3, ?4, unixepoch('subsec') * 1000)",
+                        )
+                        .map_err(|e| e.to_string())?;
+                    for ((token, chat), number, body) in rows {
+                        insert
+                            .execute(rusqlite::params![token, chat, number, body])
+                            .map_err(|e| e.to_string())?;
+                    }
+                }
+                tx.commit().map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
 /// The durable floor: the baseline's create-message route (same request, same answer) plus
 /// the least any server that keeps SPEC §4's promises must add: the message is stored, and
-/// the 201 sent only once it is committed to SQLite in WAL mode with chatd's `synchronous`
-/// (`FULL` by default: an fsync per commit) by one writer thread that commits each batch of
-/// waiting creates in one transaction. Nothing else: no application or chat lookup, numbers kept in memory, one
-/// insert per message, no count, no change feed, no search index. What chatd costs beyond
-/// this is its design; what this costs beyond the baseline is durability on this machine.
-pub fn start_floor(workers: usize, dir: &Path, synchronous: Synchronous) -> anyhow::Result<Running> {
-    let db = rusqlite::Connection::open(dir.join("floor.sqlite3"))?;
-    db.pragma_update(None, "journal_mode", "WAL")?;
-    let synchronous = match synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    db.pragma_update(None, "synchronous", synchronous)?;
-    db.execute_batch(
-        "CREATE TABLE messages (
-             id INTEGER PRIMARY KEY, token TEXT NOT NULL, chat INTEGER NOT NULL,
-             number INTEGER NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
-             UNIQUE (token, chat, number))",
-    )?;
+/// the 201 sent only once it is committed, by one writer thread that commits each batch of
+/// waiting creates at once (`FloorStore::Sqlite`: in one SQLite transaction). Nothing else:
+/// no application or chat lookup, numbers kept in memory, no count, no change feed, no
+/// search index. What chatd costs beyond this is its design; what this costs beyond the
+/// baseline is durability on this machine. The other stores split that cost into its steps.
+pub fn start_floor(workers: usize, dir: &Path, store: FloorStore) -> anyhow::Result<Running> {
+    let sink = Sink::open(store, dir)?;
     let (jobs, queue) = std::sync::mpsc::channel::<FloorJob>();
-    std::thread::Builder::new().name("floor-writer".into()).spawn(move || floor_writer(db, queue))?;
+    std::thread::Builder::new().name("floor-writer".into()).spawn(move || floor_writer(sink, queue))?;
     let router = axum::Router::new().route(
         "/applications/{token}/chats/{chat}/messages",
         post(move |UrlPath((token, chat)): UrlPath<(String, i64)>, Json(body): Json<Value>| {
@@ -207,39 +297,32 @@ pub fn start_floor(workers: usize, dir: &Path, synchronous: Synchronous) -> anyh
     serve_router(workers, router)
 }
 
-/// Commits every create waiting in `queue` in one transaction, then answers them; ends when
-/// every sender is gone.
-fn floor_writer(db: rusqlite::Connection, queue: std::sync::mpsc::Receiver<FloorJob>) {
+/// Stores every create waiting in `queue` as one batch, then answers them; ends when every
+/// sender is gone.
+fn floor_writer(mut sink: Sink, queue: std::sync::mpsc::Receiver<FloorJob>) {
     let mut last: std::collections::HashMap<(String, i64), i64> = std::collections::HashMap::new();
     let mut batch = Vec::new();
     while let Ok(first) = queue.recv() {
         batch.push(first);
         batch.extend(queue.try_iter().take(1023));
-        // This batch's numbers, and each chat's last one in it (kept only if it commits).
-        let mut numbers = Vec::with_capacity(batch.len());
+        // This batch's numbers, and each chat's last one in it (kept only if it is stored).
         let mut pending = std::collections::HashMap::new();
-        let stored = (|| {
-            let tx = db.unchecked_transaction()?;
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO messages (token, chat, number, body, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, unixepoch('subsec') * 1000)",
-                )?;
-                for (key, body, _) in &batch {
-                    let number = pending.get(key).or_else(|| last.get(key)).copied().unwrap_or(0) + 1;
-                    insert.execute(rusqlite::params![key.0, key.1, number, body])?;
-                    pending.insert(key.clone(), number);
-                    numbers.push(number);
-                }
-            }
-            tx.commit()
-        })();
+        let rows: Vec<_> = batch
+            .iter()
+            .map(|(key, body, _)| {
+                let number = pending.get(key).or_else(|| last.get(key)).copied().unwrap_or(0) + 1;
+                pending.insert(key.clone(), number);
+                (key, number, body.as_str())
+            })
+            .collect();
+        let stored = sink.store(&rows);
+        let numbers: Vec<i64> = rows.iter().map(|r| r.1).collect();
         match &stored {
             Ok(()) => last.extend(pending),
             Err(e) => eprintln!("durable floor: a batch failed: {e}"),
         }
-        for (i, (_, _, reply)) in batch.drain(..).enumerate() {
-            let _ = reply.send(stored.as_ref().ok().map(|()| numbers[i]));
+        for ((_, _, reply), number) in batch.drain(..).zip(numbers) {
+            let _ = reply.send(stored.is_ok().then_some(number));
         }
     }
 }

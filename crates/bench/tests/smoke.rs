@@ -1,6 +1,9 @@
 //! The benchmark's smoke mode runs every scenario for a moment and checks what it measures:
 //! it proves the benchmark works; it asserts no speed.
 
+use chatd_bench::servers::FloorStore;
+use chatd_server::config::Synchronous;
+
 #[test]
 fn smoke_run_measures_every_figure_and_every_check_passes() {
     let report = chatd_bench::run(chatd_bench::Opts::smoke()).expect("the benchmark runs");
@@ -53,6 +56,7 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
     opts.url = Some(chatd_bench::ServerUrl(vec![closed, chatd.addr]));
     opts.timeline = Some(dir.path().join("timeline.csv"));
+    opts.floor_ladder = true;
     let seconds = opts.seconds;
     let before = chatd_bench::client::monotonic_now();
     let report = chatd_bench::run(opts).expect("the benchmark runs");
@@ -67,6 +71,12 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
         report.markdown()
     );
     assert_cpu_note(&report, "the load generator; chatd runs in another process");
+    // The floor's ladder: each of its four stores, as a rate and a ratio of the baseline.
+    let ladder = report.rows.iter().find(|r| r.figure.starts_with("floor ladder")).expect("the ladder row");
+    for step in ["hand-off only", "file append + fdatasync", "synchronous=NORMAL", "synchronous=FULL"] {
+        assert!(ladder.value.contains(step), "{}", ladder.value);
+    }
+    assert_eq!(ladder.value.matches(" req/s (ratio ").count(), 4, "{}", ladder.value);
     // What the benchmark wrote went to that chatd: its database holds the messages.
     let stored = chatd.chatd.as_ref().unwrap().0.committed().get();
     assert!(stored > 100, "only {stored} changes reached the given chatd");
@@ -120,60 +130,103 @@ fn url_option_takes_an_http_address() {
     }
 }
 
-/// The durable floor answers a create only once its row is committed: after concurrent
-/// creates over several connections, the database holds exactly the acknowledged messages,
-/// each under the number it was answered with, numbered 1, 2, 3… per chat.
+/// Every floor answers a create only once it is stored (as its store allows): after
+/// concurrent creates over several connections, the file or database holds exactly the
+/// acknowledged messages, each under the number it was answered with, numbered 1, 2, 3… per
+/// chat (the hand-off alone stores nothing, but numbers the same way).
 #[test]
-fn the_durable_floor_stores_each_acknowledged_create_once_under_its_number() {
-    let dir = tempfile::tempdir().unwrap();
-    let floor =
-        chatd_bench::servers::start_floor(2, dir.path(), chatd_server::config::Synchronous::Full).unwrap();
-    let addr = floor.addr;
-    let chats = [("TokenA", 1), ("TokenA", 2), ("TokenB", 1)];
-    let client = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let acknowledged: Vec<(String, i64, i64, String)> = client.block_on(async move {
+fn every_floor_stores_each_acknowledged_create_once_under_its_number() {
+    let stores = [
+        FloorStore::HandOff,
+        FloorStore::File,
+        FloorStore::Sqlite(Synchronous::Normal),
+        FloorStore::Sqlite(Synchronous::Full),
+    ];
+    for store in stores {
+        let dir = tempfile::tempdir().unwrap();
+        let floor = chatd_bench::servers::start_floor(2, dir.path(), store).unwrap();
+        let mut acknowledged = post_creates_concurrently(floor.addr);
+        floor.stop();
+        acknowledged.sort();
+        assert_eq!(acknowledged.len(), 400, "{store}");
+        for (token, chat) in CHATS {
+            let numbers: Vec<i64> =
+                acknowledged.iter().filter(|m| m.0 == token && m.1 == chat).map(|m| m.2).collect();
+            let mut sorted = numbers.clone();
+            sorted.sort_unstable();
+            assert_eq!(
+                sorted,
+                (1..=numbers.len() as i64).collect::<Vec<_>>(),
+                "{store}: {token} chat {chat}"
+            );
+        }
+        let Some(name) = store.file_name() else { continue };
+        let path = dir.path().join(name);
+        let mut stored: Vec<Created> = match store {
+            FloorStore::File => std::fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .map(|line| {
+                    let f: Vec<&str> = line.splitn(4, '\t').collect();
+                    let body: String = serde_json::from_str(f[3]).unwrap();
+                    (f[0].to_owned(), f[1].parse().unwrap(), f[2].parse().unwrap(), body)
+                })
+                .collect(),
+            _ => rusqlite::Connection::open(&path)
+                .unwrap()
+                .prepare("SELECT token, chat, number, body FROM messages")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap(),
+        };
+        stored.sort();
+        assert_eq!(stored, acknowledged, "{store}");
+    }
+}
+
+/// A create as acknowledged: token, chat number, message number, body.
+type Created = (String, i64, i64, String);
+
+const CHATS: [(&str, i64); 3] = [("TokenA", 1), ("TokenA", 2), ("TokenB", 1)];
+
+/// 400 creates over 16 connections at once, spread over `CHATS`; each must get a 201.
+fn post_creates_concurrently(addr: std::net::SocketAddr) -> Vec<Created> {
+    let client = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    client.block_on(async move {
         let mut tasks = Vec::new();
         for c in 0..16 {
             tasks.push(tokio::spawn(async move {
-                let mut conn = chatd_bench::client::Conn::open(addr).await.unwrap();
+                let mut conn = chatd_bench::client::Conn::open(addr).await.expect("a connection");
                 let mut answers = Vec::new();
                 for i in 0..25 {
-                    let (token, chat) = chats[(c + i) % chats.len()];
+                    let (token, chat) = CHATS[(c + i) % CHATS.len()];
                     let body = format!("message {c}-{i}");
                     let path = format!("/applications/{token}/chats/{chat}/messages");
                     let json = serde_json::json!({ "body": body }).to_string();
-                    let (status, answer) = conn.send(hyper::Method::POST, &path, Some(&json)).await.unwrap();
+                    let (status, answer) =
+                        conn.send(hyper::Method::POST, &path, Some(&json)).await.expect("an answer");
                     assert_eq!(status, hyper::StatusCode::CREATED);
-                    let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
-                    answers.push((token.to_owned(), chat, answer["number"].as_i64().unwrap(), body));
+                    let answer: serde_json::Value = serde_json::from_slice(&answer).expect("JSON");
+                    answers.push((
+                        token.to_owned(),
+                        chat,
+                        answer["number"].as_i64().expect("a number"),
+                        body,
+                    ));
                 }
                 answers
             }));
         }
         let mut all = Vec::new();
         for t in tasks {
-            all.extend(t.await.unwrap());
+            all.extend(t.await.expect("the connection's task"));
         }
         all
-    });
-    floor.stop();
-    assert_eq!(acknowledged.len(), 400);
-    let db = rusqlite::Connection::open(dir.path().join("floor.sqlite3")).unwrap();
-    let mut stored: Vec<(String, i64, i64, String)> = db
-        .prepare("SELECT token, chat, number, body FROM messages")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let mut acknowledged = acknowledged;
-    acknowledged.sort();
-    stored.sort();
-    assert_eq!(stored, acknowledged);
-    for (token, chat) in chats {
-        let mut numbers: Vec<i64> =
-            stored.iter().filter(|m| m.0 == token && m.1 == chat).map(|m| m.2).collect();
-        numbers.sort_unstable();
-        assert_eq!(numbers, (1..=numbers.len() as i64).collect::<Vec<_>>(), "{token} chat {chat}");
-    }
+    })
 }
