@@ -117,8 +117,9 @@ pub struct Config {
     #[arg(long, env = "CHATD_MAX_BATCH", default_value_t = 512)]
     pub max_batch: usize,
 
-    /// List pages read at once, each on a read-only database connection of the blocking pool
-    /// (lookups by key run on the request's thread and do not count).
+    /// List pages read at once, each on a read-only database connection of the blocking pool;
+    /// as many lookups by key again while lookups read the disk (while they are quick they
+    /// run on the request's thread and do not count).
     #[arg(long, env = "CHATD_READ_CONNECTIONS", default_value_t = 4)]
     pub read_connections: usize,
 

@@ -178,10 +178,13 @@ impl Application {
         let indexer = self.indexer;
         let _ = tokio::task::spawn_blocking(move || indexer.close()).await;
         let stats = self.store.writer_stats();
+        let lookups = self.store.lookup_stats();
         tracing::info!(
             commits = stats.commits,
             writes = stats.jobs,
             largest_batch = stats.largest_batch,
+            lookups_inline = lookups.inline,
+            lookups_pooled = lookups.pooled,
             "stopped"
         );
         served

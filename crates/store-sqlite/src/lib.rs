@@ -3,8 +3,9 @@
 //! - Writes go through [`writer`]: one thread, one read-write connection, a bounded queue,
 //!   group commit, numbers assigned in the transaction that inserts the row.
 //! - Reads go through [`readers`]: read-only connections kept between calls. A lookup by
-//!   key runs on the calling thread; a list page runs on tokio's blocking pool, a
-//!   few at once, so no long query holds an async thread.
+//!   key runs on the calling thread while lookups are quick (on the blocking pool while
+//!   they read the disk); a list page runs on tokio's blocking pool, a few at once, so no
+//!   long query holds an async thread.
 //!
 //! [`SqliteStore`] implements both [`Ingest`] and [`Catalog`].
 #![forbid(unsafe_code)]
@@ -29,6 +30,7 @@ use chatd_core::{
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
 
+pub use readers::LookupStats;
 use readers::{Idle, Readers};
 use writer::{JobSender, Op, WriteCtx, WriteFault};
 pub use writer::{WriterStats, WriterStatsSnapshot};
@@ -58,8 +60,8 @@ pub struct Options {
     pub queue_capacity: usize,
     /// Most jobs one transaction carries.
     pub max_batch: usize,
-    /// Concurrent list queries on the blocking pool (lookups by key run on the caller's
-    /// thread and are bounded by those threads).
+    /// Concurrent list queries on the blocking pool; as many lookups by key again, apart,
+    /// while lookups read the disk (while they are quick they run on the caller's thread).
     pub readers: usize,
 }
 
@@ -135,6 +137,11 @@ impl SqliteStore {
     /// What the writer has done so far.
     pub fn writer_stats(&self) -> WriterStatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Lookups by key run on the calling thread and on the blocking pool so far.
+    pub fn lookup_stats(&self) -> LookupStats {
+        self.readers.lookup_stats()
     }
 
     /// Stops taking writes, lets the writer commit everything already queued, and waits
@@ -327,7 +334,7 @@ impl Ingest for SqliteStore {
 #[async_trait]
 impl Catalog for SqliteStore {
     async fn application(&self, token: AppToken) -> StoreResult<Application> {
-        self.readers.lookup(|db| queries::application(db, &token))
+        self.readers.lookup(move |db| queries::application(db, &token)).await
     }
 
     async fn applications(&self, page: Page<AppToken>) -> StoreResult<Listed<Application>> {
@@ -335,7 +342,7 @@ impl Catalog for SqliteStore {
     }
 
     async fn chat(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Chat> {
-        self.readers.lookup(|db| queries::chat(db, &token, chat))
+        self.readers.lookup(move |db| queries::chat(db, &token, chat)).await
     }
 
     async fn chats(&self, token: AppToken, page: Page<ChatNumber>) -> StoreResult<Listed<Chat>> {
@@ -348,7 +355,7 @@ impl Catalog for SqliteStore {
         chat: ChatNumber,
         number: MessageNumber,
     ) -> StoreResult<Message> {
-        self.readers.lookup(|db| queries::message(db, &token, chat, number))
+        self.readers.lookup(move |db| queries::message(db, &token, chat, number)).await
     }
 
     async fn messages(
@@ -361,7 +368,7 @@ impl Catalog for SqliteStore {
     }
 
     async fn ready(&self) -> StoreResult<()> {
-        self.readers.lookup(|db| db.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
+        self.readers.lookup(|db| db.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
     }
 }
 
@@ -554,7 +561,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_lookup_is_answered_while_long_reads_hold_every_reader_slot() {
+    async fn a_lookup_is_answered_while_long_reads_hold_every_reader_slot_inline_or_pooled() {
         let dir = tempfile::tempdir().unwrap();
         let mut options = Options::new(dir.path());
         options.readers = 1;
@@ -600,11 +607,35 @@ mod tests {
             .await
             .expect("the chat lookup waited for the long read");
         assert!(matches!(chat, Err(StoreError::ChatNotFound)), "{chat:?}");
-        let message =
-            tokio::time::timeout(Duration::from_secs(5), store.message(token, one, "1".parse().unwrap()))
-                .await
-                .expect("the message lookup waited for the long read");
+        let message = tokio::time::timeout(
+            Duration::from_secs(5),
+            store.message(token.clone(), one, "1".parse().unwrap()),
+        )
+        .await
+        .expect("the message lookup waited for the long read");
         assert!(matches!(message, Err(StoreError::ChatNotFound)), "{message:?}");
+        assert_eq!(store.lookup_stats().inline + store.lookup_stats().pooled, 3);
+
+        // Whichever way the pace sends it (set here, as lookups' timing varies by machine): a
+        // quick lookup runs on this thread, one that reads the disk on the blocking pool,
+        // apart from list pages; both answer while the long read holds the only list slot.
+        for (took, inline, pooled) in [(1, 1, 0), (300, 0, 1)] {
+            for _ in 0..100 {
+                store.readers.pace().record(Duration::from_micros(took));
+            }
+            let before = store.lookup_stats();
+            let found = tokio::time::timeout(Duration::from_secs(5), store.application(token.clone()))
+                .await
+                .expect("the lookup waited for the long read")
+                .unwrap();
+            assert_eq!(found.name.as_str(), "kept");
+            let after = store.lookup_stats();
+            assert_eq!(
+                (after.inline - before.inline, after.pooled - before.pooled),
+                (inline, pooled),
+                "{took} µs"
+            );
+        }
 
         release_tx.send(()).unwrap();
         long.await.unwrap().unwrap();

@@ -1,9 +1,11 @@
 //! Read-only connections: an [`Idle`] list opened on demand and kept, and [`Readers`], the
-//! front that runs a lookup by key on the calling thread and any longer query on tokio's
-//! blocking pool, at most `size` at once.
+//! front that runs a lookup by key on the calling thread while lookups are quick (see
+//! [`Pace`]) and any longer query on tokio's blocking pool, at most `size` at once.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use chatd_core::{StoreError, error::StoreResult};
 use rusqlite::Connection;
@@ -45,28 +47,99 @@ impl Idle {
     }
 }
 
+/// Whether lookups by key are quick enough to run on the calling thread: a moving average of
+/// recent lookups' wall time, each counted up to [`Pace::CAP`].
+///
+/// Served from memory, a lookup takes microseconds, and running it right on the request's
+/// thread saves handing it to another thread and back (about half of a GET's CPU: 18–23 µs
+/// per GET of one message inline, 32–39 through the pool; docs/benchmarks-log.md). A lookup
+/// that must read the disk (a database larger than the memory that caches it) takes as long
+/// as those reads, and inline it would hold that async thread and every connection sharing
+/// it: measured with the database three times the memory allowed, a
+/// `GET /health` beside random message GETs took a median 3.3 ms inline against 0.2–0.3
+/// through the pool (docs/benchmarks-log.md). So lookups go to the pool while the average
+/// is at or above [`Pace::INLINE_BELOW`], and come back once lookups are quick again (those
+/// on the pool are timed too).
+#[derive(Debug, Default)]
+pub(crate) struct Pace {
+    average_ns: AtomicU64,
+}
+
+impl Pace {
+    /// Lookups run inline while their average wall time is below this.
+    pub const INLINE_BELOW: Duration = Duration::from_micros(50);
+    /// A single lookup counts for at most this much (a thread preempted mid-lookup is not a
+    /// disk read, and should not send lookups away for long).
+    pub const CAP: Duration = Duration::from_millis(1);
+
+    pub fn inline(&self) -> bool {
+        self.average_ns.load(Ordering::Relaxed) < Self::INLINE_BELOW.as_nanos() as u64
+    }
+
+    /// Folds one lookup's wall time into the average (a sixteenth of it). Concurrent updates
+    /// may lose one another's sample; the average stays an average.
+    pub fn record(&self, took: Duration) {
+        let sample = took.min(Self::CAP).as_nanos() as u64;
+        let old = self.average_ns.load(Ordering::Relaxed);
+        self.average_ns.store(old - old / 16 + sample / 16, Ordering::Relaxed);
+    }
+}
+
+/// How many lookups ran on the calling thread and how many on the blocking pool, since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LookupStats {
+    pub inline: u64,
+    pub pooled: u64,
+}
+
 #[derive(Debug)]
 pub(crate) struct Readers {
     idle: Arc<Idle>,
     /// Held by the blocking task itself, so a caller that goes away (client disconnect)
     /// does not free its slot while its query still runs.
     permits: Arc<Semaphore>,
+    /// The same for lookups sent to the pool: as many, but apart, so that a lookup never
+    /// waits behind long list pages.
+    lookup_permits: Arc<Semaphore>,
+    pace: Arc<Pace>,
+    inline: AtomicU64,
+    pooled: AtomicU64,
 }
 
 impl Readers {
     pub fn new(path: PathBuf, size: usize) -> Self {
-        Readers { idle: Arc::new(Idle::new(path)), permits: Arc::new(Semaphore::new(size)) }
+        Readers {
+            idle: Arc::new(Idle::new(path)),
+            permits: Arc::new(Semaphore::new(size)),
+            lookup_permits: Arc::new(Semaphore::new(size)),
+            pace: Arc::new(Pace::default()),
+            inline: AtomicU64::new(0),
+            pooled: AtomicU64::new(0),
+        }
     }
 
-    /// Runs `f`, a lookup by key, on the calling thread.
-    ///
-    /// Handing a query to the blocking pool and waking the caller with its answer cost about
-    /// half of a GET's CPU (32–39 µs per GET of one message with it, 18–23 without, HTTP
-    /// included; docs/benchmarks-log.md). The price is that a lookup that must read from the disk holds
-    /// the thread, and the connections that share it, for that one read. The number of these
-    /// at once is bounded by the threads that serve connections, not by `size`.
-    pub fn lookup<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        self.idle.with(f)
+    /// Runs `f`, a lookup by key: on the calling thread while lookups are quick, otherwise on
+    /// the blocking pool (see [`Pace`]).
+    pub async fn lookup<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        // Only the query is timed: opening a connection (the first lookups) is not a disk read.
+        if self.pace.inline() {
+            self.inline.fetch_add(1, Ordering::Relaxed);
+            return self.idle.with(|db| timed(&self.pace, || f(db)));
+        }
+        self.pooled.fetch_add(1, Ordering::Relaxed);
+        let pace = self.pace.clone();
+        Self::off_thread(&self.lookup_permits, &self.idle, move |db| timed(&pace, || f(db))).await
+    }
+
+    pub fn lookup_stats(&self) -> LookupStats {
+        LookupStats {
+            inline: self.inline.load(Ordering::Relaxed),
+            pooled: self.pooled.load(Ordering::Relaxed),
+        }
     }
 
     /// Runs `f` with a read-only connection, off the async worker threads: for queries that
@@ -76,13 +149,17 @@ impl Readers {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| StoreError::Unavailable("closed".into()))?;
-        let idle = self.idle.clone();
+        Self::off_thread(&self.permits, &self.idle, f).await
+    }
+
+    async fn off_thread<T, F>(permits: &Arc<Semaphore>, idle: &Arc<Idle>, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let permit =
+            permits.clone().acquire_owned().await.map_err(|_| StoreError::Unavailable("closed".into()))?;
+        let idle = idle.clone();
         // A panic inside the query loses that connection; the next call opens another.
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -90,5 +167,50 @@ impl Readers {
         })
         .await
         .map_err(StoreError::internal)?
+    }
+
+    #[cfg(test)]
+    pub fn pace(&self) -> &Pace {
+        &self.pace
+    }
+}
+
+/// Runs `f` and records its wall time in `pace`.
+fn timed<T>(pace: &Pace, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let result = f();
+    pace.record(started.elapsed());
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_lookups_move_to_the_pool_and_quick_ones_bring_them_back() {
+        let pace = Pace::default();
+        assert!(pace.inline(), "lookups start inline");
+        for _ in 0..100 {
+            pace.record(Duration::from_micros(5));
+        }
+        assert!(pace.inline());
+        // One preempted lookup (capped at 1 ms) does not send lookups away for long...
+        pace.record(Duration::from_millis(80));
+        let back_after = (1..).find(|_| {
+            pace.record(Duration::from_micros(5));
+            pace.inline()
+        });
+        assert!(back_after.unwrap() <= 20, "inline again after {back_after:?} quick lookups");
+        // ...while lookups that read the disk (a few hundred µs each) do.
+        for _ in 0..20 {
+            pace.record(Duration::from_micros(300));
+        }
+        assert!(!pace.inline(), "disk-bound lookups still inline");
+        // Quick again (served from memory, on the pool): back inline.
+        for _ in 0..60 {
+            pace.record(Duration::from_micros(5));
+        }
+        assert!(pace.inline());
     }
 }
