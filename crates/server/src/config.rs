@@ -118,8 +118,8 @@ pub struct Config {
     pub max_batch: usize,
 
     /// List pages read at once, each on a read-only database connection of the blocking pool;
-    /// as many lookups by key again while lookups read the disk (while they are quick they
-    /// run on the request's thread and do not count).
+    /// and, apart, up to as many lookups by key while lookups run on the pool (while they are
+    /// quick they run on the request's thread and do not count).
     #[arg(long, env = "CHATD_READ_CONNECTIONS", default_value_t = 4)]
     pub read_connections: usize,
 

@@ -60,8 +60,8 @@ pub struct Options {
     pub queue_capacity: usize,
     /// Most jobs one transaction carries.
     pub max_batch: usize,
-    /// Concurrent list queries on the blocking pool; as many lookups by key again, apart,
-    /// while lookups read the disk (while they are quick they run on the caller's thread).
+    /// Concurrent list queries on the blocking pool; and, apart, up to as many lookups by key
+    /// while lookups run on the pool (while they are quick they run on the caller's thread).
     pub readers: usize,
 }
 
@@ -368,7 +368,7 @@ impl Catalog for SqliteStore {
     }
 
     async fn ready(&self) -> StoreResult<()> {
-        self.readers.lookup(|db| db.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err)).await
+        self.readers.probe(|db| db.query_row("SELECT 1", [], |_| Ok(())).map_err(map_err))
     }
 }
 
@@ -561,7 +561,7 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_lookup_is_answered_while_long_reads_hold_every_reader_slot_inline_or_pooled() {
+    async fn a_lookup_is_answered_while_long_reads_hold_every_reader_slot_inline_and_pooled() {
         let dir = tempfile::tempdir().unwrap();
         let mut options = Options::new(dir.path());
         options.readers = 1;

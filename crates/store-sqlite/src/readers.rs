@@ -52,14 +52,17 @@ impl Idle {
 ///
 /// Served from memory, a lookup takes microseconds, and running it right on the request's
 /// thread saves handing it to another thread and back (about half of a GET's CPU: 18–23 µs
-/// per GET of one message inline, 32–39 through the pool; docs/benchmarks-log.md). A lookup
+/// per GET of one message inline against 32–39 through the pool in the rounds that decided
+/// it; docs/benchmarks-log.md). A lookup
 /// that must read the disk (a database larger than the memory that caches it) takes as long
 /// as those reads, and inline it would hold that async thread and every connection sharing
 /// it: measured with the database three times the memory allowed, a
 /// `GET /health` beside random message GETs took a median 3.3 ms inline against 0.2–0.3
 /// through the pool (docs/benchmarks-log.md). So lookups go to the pool while the average
 /// is at or above [`Pace::INLINE_BELOW`], and come back once lookups are quick again (those
-/// on the pool are timed too).
+/// on the pool are timed too). It is one average: while most lookups are served from memory,
+/// the few that read the disk still run inline; and wall time counts a thread preempted
+/// mid-lookup too, which [`Pace::CAP`] bounds.
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
     average_ns: AtomicU64,
@@ -76,16 +79,16 @@ impl Pace {
         self.average_ns.load(Ordering::Relaxed) < Self::INLINE_BELOW.as_nanos() as u64
     }
 
-    /// Folds one lookup's wall time into the average (a sixteenth of it). Concurrent updates
-    /// may lose one another's sample; the average stays an average.
+    /// Folds one lookup's wall time into the average (a sixteenth of it).
     pub fn record(&self, took: Duration) {
         let sample = took.min(Self::CAP).as_nanos() as u64;
-        let old = self.average_ns.load(Ordering::Relaxed);
-        self.average_ns.store(old - old / 16 + sample / 16, Ordering::Relaxed);
+        let fold = |old: u64| Some(old - old / 16 + sample / 16);
+        let _ = self.average_ns.fetch_update(Ordering::Relaxed, Ordering::Relaxed, fold);
     }
 }
 
-/// How many lookups ran on the calling thread and how many on the blocking pool, since start.
+/// How many lookups ran on the calling thread and how many on the blocking pool, since start
+/// (a copy: it does not move).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LookupStats {
     pub inline: u64,
@@ -99,11 +102,14 @@ pub(crate) struct Readers {
     /// does not free its slot while its query still runs.
     permits: Arc<Semaphore>,
     /// The same for lookups sent to the pool: as many, but apart, so that a lookup never
-    /// waits behind long list pages.
+    /// waits behind long list pages. Lookups served from memory queue here too while the pace
+    /// keeps lookups on the pool.
     lookup_permits: Arc<Semaphore>,
     pace: Arc<Pace>,
     inline: AtomicU64,
-    pooled: AtomicU64,
+    /// Counted when the lookup runs, so one whose caller went away while it waited for a
+    /// permit is not.
+    pooled: Arc<AtomicU64>,
 }
 
 impl Readers {
@@ -114,7 +120,7 @@ impl Readers {
             lookup_permits: Arc::new(Semaphore::new(size)),
             pace: Arc::new(Pace::default()),
             inline: AtomicU64::new(0),
-            pooled: AtomicU64::new(0),
+            pooled: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -130,9 +136,18 @@ impl Readers {
             self.inline.fetch_add(1, Ordering::Relaxed);
             return self.idle.with(|db| timed(&self.pace, || f(db)));
         }
-        self.pooled.fetch_add(1, Ordering::Relaxed);
-        let pace = self.pace.clone();
-        Self::off_thread(&self.lookup_permits, &self.idle, move |db| timed(&pace, || f(db))).await
+        let (pace, pooled) = (self.pace.clone(), self.pooled.clone());
+        Self::off_thread(&self.lookup_permits, &self.idle, move |db| {
+            pooled.fetch_add(1, Ordering::Relaxed);
+            timed(&pace, || f(db))
+        })
+        .await
+    }
+
+    /// Runs `f`, a query that reads no table (the readiness probe), on the calling thread,
+    /// without counting it in the pace.
+    pub fn probe<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
+        self.idle.with(f)
     }
 
     pub fn lookup_stats(&self) -> LookupStats {
@@ -186,6 +201,26 @@ fn timed<T>(pace: &Pace, f: impl FnOnce() -> T) -> T {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lookup_runs_on_the_calling_thread_while_quick_and_on_the_pool_while_slow() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("db.sqlite3");
+        Connection::open(&path).and_then(|db| db.execute_batch("CREATE TABLE t (x)")).expect("a database");
+        let readers = Readers::new(path, 1);
+        let here = std::thread::current().id();
+        let thread =
+            || async { readers.lookup(|_| Ok(std::thread::current().id())).await.expect("a lookup") };
+        for _ in 0..100 {
+            readers.pace().record(Duration::from_micros(1));
+        }
+        assert_eq!(thread().await, here, "a quick lookup left the calling thread");
+        for _ in 0..100 {
+            readers.pace().record(Duration::from_micros(300));
+        }
+        assert_ne!(thread().await, here, "a slow lookup ran on the calling thread");
+        assert_eq!(readers.lookup_stats(), LookupStats { inline: 1, pooled: 1 });
+    }
 
     #[test]
     fn slow_lookups_move_to_the_pool_and_quick_ones_bring_them_back() {
