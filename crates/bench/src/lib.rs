@@ -295,21 +295,30 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     check(&mut report, "durable floor open loop", &f_open, true);
     floor.stop();
     // Its steps, each alone, closed loop: what the hand-off, a durable append and SQLite cost.
+    // In a shuffled order: the machine drifts within a run, and a fixed order would put that
+    // drift into the differences between steps. Reported in the table's order.
     let mut ladder = Vec::new();
     if opts.floor_ladder {
-        for store in [
-            FloorStore::HandOff,
-            FloorStore::File,
-            FloorStore::Sqlite(Synchronous::Normal),
-            FloorStore::Sqlite(Synchronous::Full),
-        ] {
+        let mut steps = [
+            (0, FloorStore::HandOff),
+            (1, FloorStore::File),
+            (2, FloorStore::Sqlite(Synchronous::Normal)),
+            (3, FloorStore::Sqlite(Synchronous::Full)),
+        ];
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let mut rng = Rng::new(seed.as_nanos() as u64);
+        for i in (1..steps.len()).rev() {
+            steps.swap(i, rng.below(i + 1));
+        }
+        for (position, (rank, store)) in steps.into_iter().enumerate() {
             let dir = tempfile::tempdir()?;
             let server = servers::start_floor(opts.server_threads, dir.path(), store)?;
             let (stats, cpu) = measured_creates(server.addr, &b_targets, Pace::Closed)?;
             check(&mut report, &format!("floor ladder: {store}"), &stats, true);
             server.stop();
-            ladder.push((store, stats, cpu));
+            ladder.push((rank, store, position + 1, stats, cpu));
         }
+        ladder.sort_by_key(|(rank, ..)| *rank);
     }
 
     let ratio = |a: &RunStats, b: &RunStats| a.rate() / b.rate();
@@ -338,17 +347,18 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     if !ladder.is_empty() {
         let steps: Vec<String> = ladder
             .iter()
-            .map(|(store, stats, cpu)| {
+            .map(|(_, store, position, stats, cpu)| {
                 format!(
-                    "{store} {:.0} req/s (ratio {:.2}; {:.0} µs per create)",
+                    "{store} {:.0} req/s (ratio {:.2}; {:.0} µs per create; run {position} of {})",
                     stats.rate(),
                     ratio(stats, &b_msg),
-                    cpu.process_us_per(stats.requests)
+                    cpu.process_us_per(stats.requests),
+                    ladder.len()
                 )
             })
             .collect();
         report.add(
-            "floor ladder: the floor's writer thread storing nothing, then more",
+            "floor ladder: the floor's writer thread storing nothing, then more (run in a shuffled order)",
             steps.join("; "),
             "",
         );

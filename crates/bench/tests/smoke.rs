@@ -77,6 +77,9 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
         assert!(ladder.value.contains(step), "{}", ladder.value);
     }
     assert_eq!(ladder.value.matches(" req/s (ratio ").count(), 4, "{}", ladder.value);
+    let mut positions: Vec<&str> = ladder.value.split("; run ").skip(1).map(|p| &p[..1]).collect();
+    positions.sort_unstable();
+    assert_eq!(positions, ["1", "2", "3", "4"], "each step run once: {}", ladder.value);
     // What the benchmark wrote went to that chatd: its database holds the messages.
     let stored = chatd.chatd.as_ref().unwrap().0.committed().get();
     assert!(stored > 100, "only {stored} changes reached the given chatd");
