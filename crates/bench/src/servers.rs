@@ -202,12 +202,12 @@ enum Sink {
 
 impl Sink {
     fn open(store: FloorStore, dir: &Path) -> anyhow::Result<Sink> {
-        let path = store.file_name().map(|name| dir.join(name));
-        Ok(match (store, path) {
-            (FloorStore::File, Some(path)) => {
-                Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(path)?)
-            }
-            (FloorStore::Sqlite(synchronous), Some(path)) => {
+        let Some(name) = store.file_name() else { return Ok(Sink::Nothing) };
+        let path = dir.join(name);
+        Ok(match store {
+            FloorStore::HandOff => Sink::Nothing,
+            FloorStore::File => Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
+            FloorStore::Sqlite(synchronous) => {
                 let db = rusqlite::Connection::open(path)?;
                 db.pragma_update(None, "journal_mode", "WAL")?;
                 let synchronous = match synchronous {
@@ -223,7 +223,6 @@ impl Sink {
                 )?;
                 Sink::Sqlite(db)
             }
-            _ => Sink::Nothing,
         })
     }
 
