@@ -304,6 +304,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             (1, FloorStore::File),
             (2, FloorStore::Sqlite(Synchronous::Normal)),
             (3, FloorStore::Sqlite(Synchronous::Full)),
+            (4, FloorStore::Indexed(Synchronous::Full)),
         ];
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let mut rng = Rng::new(seed.as_nanos() as u64);
@@ -315,8 +316,12 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             let server = servers::start_floor(opts.server_threads, dir.path(), store)?;
             let (stats, cpu) = measured_creates(server.addr, &b_targets, Pace::Closed)?;
             check(&mut report, &format!("floor ladder: {store}"), &stats, true);
+            // Stopping waits for the writer, and for its index to cover every commit: how far
+            // the index was behind when the load stopped.
+            let stopping = Instant::now();
             server.stop();
-            ladder.push((rank, store, position + 1, stats, cpu));
+            let behind = store.index_dir().map(|_| stopping.elapsed());
+            ladder.push((rank, store, position + 1, stats, cpu, behind));
         }
         ladder.sort_by_key(|(rank, ..)| *rank);
     }
@@ -347,13 +352,15 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     if !ladder.is_empty() {
         let steps: Vec<String> = ladder
             .iter()
-            .map(|(_, store, position, stats, cpu)| {
+            .map(|(_, store, position, stats, cpu, behind)| {
+                let behind = behind.map(|d| format!("; index caught up {} ms after", d.as_millis()));
                 format!(
-                    "{store} {:.0} req/s (ratio {:.2}; {:.0} µs per create; run {position} of {})",
+                    "{store} {:.0} req/s (ratio {:.2}; {:.0} µs per create; run {position} of {}{})",
                     stats.rate(),
                     ratio(stats, &b_msg),
                     cpu.process_us_per(stats.requests),
-                    ladder.len()
+                    ladder.len(),
+                    behind.unwrap_or_default()
                 )
             })
             .collect();

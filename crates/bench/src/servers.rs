@@ -3,17 +3,22 @@
 //! requests and answers same-sized JSON without storing anything; and the durable floor, the
 //! baseline's message create plus the least a durable store must do for it.
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use axum::Json;
 use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use chatd_core::MessageNumber;
+use chatd_core::error::StoreResult;
 use chatd_core::progress::Progress;
+use chatd_core::search::{Change, ChangeFeed, ChatKey};
+use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
 use chatd_server::config::Synchronous;
 use chatd_server::{Application, Config};
 use chatd_store_sqlite::SqliteStore;
@@ -28,12 +33,14 @@ pub struct Running {
     pub chatd: Option<(Arc<SqliteStore>, Arc<Progress>)>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// A thread that ends after the server's: the floor's writer (and its indexer).
+    writer: Option<JoinHandle<()>>,
 }
 
 impl Running {
     /// A server this benchmark did not start (and does not stop).
     pub fn external(addr: SocketAddr) -> Self {
-        Running { addr, chatd: None, stop: None, thread: None }
+        Running { addr, chatd: None, stop: None, thread: None, writer: None }
     }
 
     /// Stops the server and waits for it (chatd commits and indexes what it accepted).
@@ -41,7 +48,7 @@ impl Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(t) = self.thread.take() {
+        for t in [self.thread.take(), self.writer.take()].into_iter().flatten() {
             let _ = t.join();
         }
     }
@@ -96,7 +103,13 @@ pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
         });
     });
     let (addr, store, indexed) = ready_rx.recv()??;
-    Ok(Running { addr, chatd: Some((store, indexed)), stop: Some(stop_tx), thread: Some(thread) })
+    Ok(Running {
+        addr,
+        chatd: Some((store, indexed)),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+        writer: None,
+    })
 }
 
 /// The bare baseline: same routes and request parsing (JSON), same-sized answers, no storage.
@@ -153,7 +166,7 @@ fn serve_router(workers: usize, router: axum::Router) -> anyhow::Result<Running>
         });
     });
     let addr = ready_rx.recv()??;
-    Ok(Running { addr, chatd: None, stop: Some(stop_tx), thread: Some(thread) })
+    Ok(Running { addr, chatd: None, stop: Some(stop_tx), thread: Some(thread), writer: None })
 }
 
 /// One create handed to the floor's writer: the chat's key and the body, and where to answer.
@@ -169,6 +182,12 @@ pub enum FloorStore {
     /// One insert per message into SQLite in WAL mode with this `synchronous` (`FULL`: an
     /// fsync per commit), one transaction per batch. The durable floor proper.
     Sqlite(Synchronous),
+    /// [`FloorStore::Sqlite`], and every committed message then indexed for search by
+    /// chatd's own index and indexer thread (`chatd-search-tantivy`, chatd's defaults), fed
+    /// from memory instead of a change table: what the product's prescribed parts (axum,
+    /// SQLite written by one group-committing thread, tantivy) cost together, without
+    /// chatd's lookups, counts and change feed.
+    Indexed(Synchronous),
 }
 
 impl FloorStore {
@@ -177,7 +196,15 @@ impl FloorStore {
         match self {
             FloorStore::HandOff => None,
             FloorStore::File => Some("floor.log"),
-            FloorStore::Sqlite(_) => Some("floor.sqlite3"),
+            FloorStore::Sqlite(_) | FloorStore::Indexed(_) => Some("floor.sqlite3"),
+        }
+    }
+
+    /// Directory of the search index under the floor's directory, if it keeps one.
+    pub fn index_dir(self) -> Option<&'static str> {
+        match self {
+            FloorStore::Indexed(_) => Some("index"),
+            _ => None,
         }
     }
 }
@@ -189,6 +216,8 @@ impl std::fmt::Display for FloorStore {
             FloorStore::File => "file append + fdatasync",
             FloorStore::Sqlite(Synchronous::Normal) => "SQLite, synchronous=NORMAL",
             FloorStore::Sqlite(Synchronous::Full) => "SQLite, synchronous=FULL",
+            FloorStore::Indexed(Synchronous::Normal) => "SQLite, synchronous=NORMAL, + chatd's search index",
+            FloorStore::Indexed(Synchronous::Full) => "SQLite, synchronous=FULL, + chatd's search index",
         })
     }
 }
@@ -197,7 +226,81 @@ impl std::fmt::Display for FloorStore {
 enum Sink {
     Nothing,
     File(std::fs::File),
-    Sqlite(rusqlite::Connection),
+    Sqlite(rusqlite::Connection, Option<Box<FloorIndex>>),
+}
+
+/// chatd's search index behind the floor's SQLite: its indexer thread follows a change
+/// sequence kept in memory, appended after each commit.
+struct FloorIndex {
+    feed: Arc<MemoryFeed>,
+    committed: Arc<Progress>,
+    indexed: Arc<Progress>,
+    indexer: Indexer,
+    /// Each chat's key for the index, in order of first appearance.
+    chats: HashMap<(String, i64), i64>,
+}
+
+/// The committed changes the indexer has not covered yet.
+#[derive(Default)]
+struct MemoryFeed {
+    changes: Mutex<VecDeque<Change>>,
+    last: AtomicI64,
+}
+
+impl ChangeFeed for MemoryFeed {
+    fn changes_after(&self, after: i64, limit: usize) -> StoreResult<Vec<Change>> {
+        let changes = self.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(changes.iter().filter(|c| c.seq > after).take(limit).cloned().collect())
+    }
+
+    fn last_seq(&self) -> StoreResult<i64> {
+        Ok(self.last.load(Ordering::Acquire))
+    }
+}
+
+impl FloorIndex {
+    fn open(dir: &Path) -> anyhow::Result<FloorIndex> {
+        let index = Arc::new(SearchIndex::open(dir)?);
+        let feed = Arc::new(MemoryFeed::default());
+        let committed = Arc::new(Progress::default());
+        let indexed = Arc::new(Progress::default());
+        let indexer = Indexer::spawn(
+            index,
+            feed.clone(),
+            committed.clone(),
+            indexed.clone(),
+            IndexerOptions::default(),
+        )?;
+        Ok(FloorIndex { feed, committed, indexed, indexer, chats: HashMap::new() })
+    }
+
+    /// Hands a committed batch of `(chat, number, body, rowid)` to the indexer.
+    fn committed(&mut self, rows: &[(&(String, i64), i64, &str)], ids: &[i64]) {
+        let mut changes = self.feed.changes.lock().unwrap_or_else(PoisonError::into_inner);
+        // What the indexer has read is kept until it is committed to the index (a failed
+        // index commit reads it again); at most a few commit intervals' worth.
+        let indexed = self.indexed.get();
+        while changes.front().is_some_and(|c| c.seq <= indexed) {
+            changes.pop_front();
+        }
+        let mut seq = self.feed.last.load(Ordering::Acquire);
+        for ((key, number, body), &message) in rows.iter().zip(ids) {
+            let next_key = self.chats.len() as i64 + 1;
+            let chat = *self.chats.entry((*key).clone()).or_insert(next_key);
+            seq += 1;
+            changes.push_back(Change {
+                seq,
+                message,
+                chat: ChatKey(chat),
+                number: MessageNumber::try_from(*number).expect("numbers start at 1"),
+                body: (*body).to_owned(),
+                replaces: false,
+            });
+        }
+        self.feed.last.store(seq, Ordering::Release);
+        drop(changes);
+        self.committed.publish(seq);
+    }
 }
 
 impl Sink {
@@ -207,7 +310,7 @@ impl Sink {
         Ok(match store {
             FloorStore::HandOff => Sink::Nothing,
             FloorStore::File => Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
-            FloorStore::Sqlite(synchronous) => {
+            FloorStore::Sqlite(synchronous) | FloorStore::Indexed(synchronous) => {
                 let db = rusqlite::Connection::open(path)?;
                 db.pragma_update(None, "journal_mode", "WAL")?;
                 let synchronous = match synchronous {
@@ -221,7 +324,11 @@ impl Sink {
                          number INTEGER NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
                          UNIQUE (token, chat, number))",
                 )?;
-                Sink::Sqlite(db)
+                let index = match store.index_dir() {
+                    Some(index) => Some(Box::new(FloorIndex::open(&dir.join(index))?)),
+                    None => None,
+                };
+                Sink::Sqlite(db, index)
             }
         })
     }
@@ -239,8 +346,9 @@ impl Sink {
                 }
                 file.write_all(lines.as_bytes()).and_then(|()| file.sync_data()).map_err(|e| e.to_string())
             }
-            Sink::Sqlite(db) => {
+            Sink::Sqlite(db, index) => {
                 let tx = db.unchecked_transaction().map_err(|e| e.to_string())?;
+                let mut ids = Vec::with_capacity(rows.len());
                 {
                     let mut insert = tx
                         .prepare_cached(
@@ -252,10 +360,22 @@ impl Sink {
                         insert
                             .execute(rusqlite::params![token, chat, number, body])
                             .map_err(|e| e.to_string())?;
+                        ids.push(tx.last_insert_rowid());
                     }
                 }
-                tx.commit().map_err(|e| e.to_string())
+                tx.commit().map_err(|e| e.to_string())?;
+                if let Some(index) = index {
+                    index.committed(rows, &ids);
+                }
+                Ok(())
             }
+        }
+    }
+
+    /// Lets the index, if any, cover every commit, then stops its indexer.
+    fn close(self) {
+        if let Sink::Sqlite(_, Some(index)) = self {
+            index.indexer.close();
         }
     }
 }
@@ -270,7 +390,8 @@ impl Sink {
 pub fn start_floor(workers: usize, dir: &Path, store: FloorStore) -> anyhow::Result<Running> {
     let sink = Sink::open(store, dir)?;
     let (jobs, queue) = std::sync::mpsc::channel::<FloorJob>();
-    std::thread::Builder::new().name("floor-writer".into()).spawn(move || floor_writer(sink, queue))?;
+    let writer =
+        std::thread::Builder::new().name("floor-writer".into()).spawn(move || floor_writer(sink, queue))?;
     let router = axum::Router::new().route(
         "/applications/{token}/chats/{chat}/messages",
         post(move |UrlPath((token, chat)): UrlPath<(String, i64)>, Json(body): Json<Value>| {
@@ -293,19 +414,21 @@ pub fn start_floor(workers: usize, dir: &Path, store: FloorStore) -> anyhow::Res
         }),
     );
     // The writer ends when the router (holding the last sender) is dropped with the runtime.
-    serve_router(workers, router)
+    let mut running = serve_router(workers, router)?;
+    running.writer = Some(writer);
+    Ok(running)
 }
 
 /// Stores every create waiting in `queue` as one batch, then answers them; ends when every
 /// sender is gone.
 fn floor_writer(mut sink: Sink, queue: std::sync::mpsc::Receiver<FloorJob>) {
-    let mut last: std::collections::HashMap<(String, i64), i64> = std::collections::HashMap::new();
+    let mut last: HashMap<(String, i64), i64> = HashMap::new();
     let mut batch = Vec::new();
     while let Ok(first) = queue.recv() {
         batch.push(first);
         batch.extend(queue.try_iter().take(1023));
         // This batch's numbers, and each chat's last one in it (kept only if it is stored).
-        let mut pending = std::collections::HashMap::new();
+        let mut pending = HashMap::new();
         let rows: Vec<_> = batch
             .iter()
             .map(|(key, body, _)| {
@@ -324,4 +447,5 @@ fn floor_writer(mut sink: Sink, queue: std::sync::mpsc::Receiver<FloorJob>) {
             let _ = reply.send(stored.is_ok().then_some(number));
         }
     }
+    sink.close();
 }

@@ -71,15 +71,23 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
         report.markdown()
     );
     assert_cpu_note(&report, "the load generator; chatd runs in another process");
-    // The floor's ladder: each of its four stores, as a rate and a ratio of the baseline.
+    // The floor's ladder: each of its five stores, as a rate and a ratio of the baseline; the
+    // indexed one with the time its index took to catch up.
     let ladder = report.rows.iter().find(|r| r.figure.starts_with("floor ladder")).expect("the ladder row");
-    for step in ["hand-off only", "file append + fdatasync", "synchronous=NORMAL", "synchronous=FULL"] {
+    for step in [
+        "hand-off only",
+        "file append + fdatasync",
+        "synchronous=NORMAL",
+        "synchronous=FULL",
+        "synchronous=FULL, + chatd's search index",
+    ] {
         assert!(ladder.value.contains(step), "{}", ladder.value);
     }
-    assert_eq!(ladder.value.matches(" req/s (ratio ").count(), 4, "{}", ladder.value);
+    assert_eq!(ladder.value.matches(" req/s (ratio ").count(), 5, "{}", ladder.value);
+    assert_eq!(ladder.value.matches("; index caught up ").count(), 1, "{}", ladder.value);
     let mut positions: Vec<&str> = ladder.value.split("; run ").skip(1).map(|p| &p[..1]).collect();
     positions.sort_unstable();
-    assert_eq!(positions, ["1", "2", "3", "4"], "each step run once: {}", ladder.value);
+    assert_eq!(positions, ["1", "2", "3", "4", "5"], "each step run once: {}", ladder.value);
     // What the benchmark wrote went to that chatd: its database holds the messages.
     let stored = chatd.chatd.as_ref().unwrap().0.committed().get();
     assert!(stored > 100, "only {stored} changes reached the given chatd");
@@ -144,6 +152,7 @@ fn every_floor_stores_each_acknowledged_create_once_under_its_number() {
         FloorStore::File,
         FloorStore::Sqlite(Synchronous::Normal),
         FloorStore::Sqlite(Synchronous::Full),
+        FloorStore::Indexed(Synchronous::Full),
     ];
     for store in stores {
         let dir = tempfile::tempdir().unwrap();
@@ -186,7 +195,35 @@ fn every_floor_stores_each_acknowledged_create_once_under_its_number() {
         };
         stored.sort();
         assert_eq!(stored, acknowledged, "{store}");
+        if let Some(index) = store.index_dir() {
+            assert_each_message_is_found(&dir.path().join(index), &acknowledged);
+        }
     }
+}
+
+/// Every acknowledged message is a search candidate for its own body in its chat's key of
+/// the index (keys are given in order of first appearance: each chat must have one of them).
+fn assert_each_message_is_found(dir: &std::path::Path, acknowledged: &[Created]) {
+    use chatd_core::search::{CandidateIndex, ChatKey, Keyword, Pass};
+    let index = chatd_search_tantivy::SearchIndex::open(dir).expect("the floor's index opens");
+    let mut keys = Vec::new();
+    for (token, chat) in CHATS {
+        let messages: Vec<&Created> = acknowledged.iter().filter(|m| m.0 == token && m.1 == chat).collect();
+        let found_in = |key: i64| {
+            messages.iter().all(|(_, _, number, body)| {
+                let keyword = Keyword::parse(&format!("\"{body}\"")).expect("a keyword");
+                let candidates =
+                    index.candidates(ChatKey(key), &keyword, Pass::Substrings).expect("a search");
+                candidates.iter().any(|n| n.get() == *number)
+            })
+        };
+        let key: Vec<i64> = (1..=CHATS.len() as i64).filter(|&k| found_in(k)).collect();
+        assert_eq!(key.len(), 1, "{token} chat {chat}: its messages are found under keys {key:?}");
+        keys.push(key[0]);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), CHATS.len(), "each chat has a key of its own");
 }
 
 /// A create as acknowledged: token, chat number, message number, body.
