@@ -316,12 +316,13 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             let server = servers::start_floor(opts.server_threads, dir.path(), store)?;
             let (stats, cpu) = measured_creates(server.addr, &b_targets, Pace::Closed)?;
             check(&mut report, &format!("floor ladder: {store}"), &stats, true);
-            // Stopping waits for the writer, and for its index to cover every commit: how far
-            // the index was behind when the load stopped.
-            let stopping = Instant::now();
+            // How far its index, if any, was behind when the load stopped.
+            let behind = store.index_dir().map(|_| server.wait_indexed());
+            // And its tail at chatd's half rate and schedule, as the floor's.
+            let (open, _) = measured_creates(server.addr, &b_targets, Pace::Open { rate: half })?;
+            check(&mut report, &format!("floor ladder: {store}, open loop"), &open, true);
             server.stop();
-            let behind = store.index_dir().map(|_| stopping.elapsed());
-            ladder.push((rank, store, position + 1, stats, cpu, behind));
+            ladder.push((rank, store, position + 1, stats, cpu, open.ms(0.99), behind));
         }
         ladder.sort_by_key(|(rank, ..)| *rank);
     }
@@ -352,10 +353,10 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     if !ladder.is_empty() {
         let steps: Vec<String> = ladder
             .iter()
-            .map(|(_, store, position, stats, cpu, behind)| {
+            .map(|(_, store, position, stats, cpu, p99, behind)| {
                 let behind = behind.map(|d| format!("; index caught up {} ms after", d.as_millis()));
                 format!(
-                    "{store} {:.0} req/s (ratio {:.2}; {:.0} µs per create; run {position} of {}{})",
+                    "{store} {:.0} req/s (ratio {:.2}; {:.0} µs per create; p99 {p99:.2} ms at chatd's half rate; run {position} of {}{})",
                     stats.rate(),
                     ratio(stats, &b_msg),
                     cpu.process_us_per(stats.requests),

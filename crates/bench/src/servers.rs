@@ -35,12 +35,14 @@ pub struct Running {
     thread: Option<JoinHandle<()>>,
     /// A thread that ends after the server's: the floor's writer (and its indexer).
     writer: Option<JoinHandle<()>>,
+    /// A server with a search index: how far its change sequence is committed, and indexed.
+    progress: Option<(Arc<Progress>, Arc<Progress>)>,
 }
 
 impl Running {
     /// A server this benchmark did not start (and does not stop).
     pub fn external(addr: SocketAddr) -> Self {
-        Running { addr, chatd: None, stop: None, thread: None, writer: None }
+        Running { addr, chatd: None, stop: None, thread: None, writer: None, progress: None }
     }
 
     /// Stops the server and waits for it (chatd commits and indexes what it accepted).
@@ -56,8 +58,8 @@ impl Running {
     /// Waits until the search index covers every commit so far; returns how long it took.
     pub fn wait_indexed(&self) -> std::time::Duration {
         let started = std::time::Instant::now();
-        if let Some((store, indexed)) = &self.chatd {
-            let target = store.committed().get();
+        if let Some((committed, indexed)) = &self.progress {
+            let target = committed.get();
             while indexed.get() < target {
                 indexed.wait_beyond(indexed.get(), std::time::Duration::from_millis(200));
             }
@@ -105,6 +107,7 @@ pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
     let (addr, store, indexed) = ready_rx.recv()??;
     Ok(Running {
         addr,
+        progress: Some((store.committed(), indexed.clone())),
         chatd: Some((store, indexed)),
         stop: Some(stop_tx),
         thread: Some(thread),
@@ -166,7 +169,7 @@ fn serve_router(workers: usize, router: axum::Router) -> anyhow::Result<Running>
         });
     });
     let addr = ready_rx.recv()??;
-    Ok(Running { addr, chatd: None, stop: Some(stop_tx), thread: Some(thread), writer: None })
+    Ok(Running { addr, chatd: None, stop: Some(stop_tx), thread: Some(thread), writer: None, progress: None })
 }
 
 /// One create handed to the floor's writer: the chat's key and the body, and where to answer.
@@ -389,6 +392,10 @@ impl Sink {
 /// baseline is durability on this machine. The other stores split that cost into its steps.
 pub fn start_floor(workers: usize, dir: &Path, store: FloorStore) -> anyhow::Result<Running> {
     let sink = Sink::open(store, dir)?;
+    let progress = match &sink {
+        Sink::Sqlite(_, Some(index)) => Some((index.committed.clone(), index.indexed.clone())),
+        _ => None,
+    };
     let (jobs, queue) = std::sync::mpsc::channel::<FloorJob>();
     let writer =
         std::thread::Builder::new().name("floor-writer".into()).spawn(move || floor_writer(sink, queue))?;
@@ -416,6 +423,7 @@ pub fn start_floor(workers: usize, dir: &Path, store: FloorStore) -> anyhow::Res
     // The writer ends when the router (holding the last sender) is dropped with the runtime.
     let mut running = serve_router(workers, router)?;
     running.writer = Some(writer);
+    running.progress = progress;
     Ok(running)
 }
 

@@ -71,8 +71,8 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
         report.markdown()
     );
     assert_cpu_note(&report, "the load generator; chatd runs in another process");
-    // The floor's ladder: each of its five stores, as a rate and a ratio of the baseline; the
-    // indexed one with the time its index took to catch up.
+    // The floor's ladder: each of its five stores, as a rate and a ratio of the baseline and
+    // a p99 at chatd's half rate; the indexed one with the time its index took to catch up.
     let ladder = report.rows.iter().find(|r| r.figure.starts_with("floor ladder")).expect("the ladder row");
     for step in [
         "hand-off only",
@@ -85,6 +85,7 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
     }
     assert_eq!(ladder.value.matches(" req/s (ratio ").count(), 5, "{}", ladder.value);
     assert_eq!(ladder.value.matches("; index caught up ").count(), 1, "{}", ladder.value);
+    assert_eq!(ladder.value.matches(" ms at chatd's half rate; run ").count(), 5, "{}", ladder.value);
     let mut positions: Vec<&str> = ladder.value.split("; run ").skip(1).map(|p| &p[..1]).collect();
     positions.sort_unstable();
     assert_eq!(positions, ["1", "2", "3", "4", "5"], "each step run once: {}", ladder.value);
