@@ -212,15 +212,9 @@ impl IntoResponse for ApiError {
 }
 
 /// The answer to a request whose handler panicked (caught in `startup::wrap`): 500
-/// `internal`, like any internal error; the panic's message goes to the log, not the client.
-pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let what = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("(no message)");
-    // Logged here: this answer is made outside the request span whose hook logs 5xx details.
-    tracing::error!(panic = what, "a request handler panicked");
+/// `internal`, like any internal error. The panic's message went to the log already, from
+/// the panic hook (`telemetry::log_panics`), never to the client.
+pub fn panicked(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::Internal("a request handler panicked".into()).into_response()
 }
 

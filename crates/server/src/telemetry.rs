@@ -4,8 +4,8 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. Colours only when stderr is a terminal, so logs that
-/// are piped or collected stay plain text.
+/// Installs the global subscriber, and reports panics through it ([`log_panics`]). Colours
+/// only when stderr is a terminal, so logs that are piped or collected stay plain text.
 pub fn init(filter: &str) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -13,6 +13,31 @@ pub fn init(filter: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    log_panics();
+}
+
+/// Replaces the default panic hook, which prints to stderr beside the log, with one that
+/// logs each panic once, as an error event: its message, where it happened, the thread, and
+/// a backtrace when `RUST_BACKTRACE` asks for one. A request handler's panic is then answered
+/// with a 500 (`startup::wrap`) without being logged a second time.
+pub fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let current = std::thread::current();
+        let thread = current.name().unwrap_or("(unnamed)");
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(panic = what, %location, thread, %backtrace, "panicked");
+        } else {
+            tracing::error!(panic = what, %location, thread, "panicked");
+        }
+    }));
 }
 
 /// Listens for SIGTERM and Ctrl-C (SIGINT) from this call on, and returns a future that
