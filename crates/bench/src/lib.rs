@@ -304,7 +304,8 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             (1, FloorStore::File),
             (2, FloorStore::Sqlite(Synchronous::Normal)),
             (3, FloorStore::Sqlite(Synchronous::Full)),
-            (4, FloorStore::Indexed(Synchronous::Full)),
+            (4, FloorStore::Grams(Synchronous::Full)),
+            (5, FloorStore::Indexed(Synchronous::Full)),
         ];
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let mut rng = Rng::new(seed.as_nanos() as u64);

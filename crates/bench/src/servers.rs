@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
@@ -191,6 +191,11 @@ pub enum FloorStore {
     /// SQLite written by one group-committing thread, tantivy) cost together, without
     /// chatd's lookups, counts and change feed.
     Indexed(Synchronous),
+    /// [`FloorStore::Indexed`] with the leanest tantivy index in place of chatd's: one field
+    /// of the body's 3-grams with their positions (tantivy's own n-gram tokenizer), the chat
+    /// and the number; no characters, words or message identity, so it cannot answer 1- or
+    /// 2-character terms or edits. A lower bound of what a tantivy gram index costs.
+    Grams(Synchronous),
 }
 
 impl FloorStore {
@@ -199,14 +204,14 @@ impl FloorStore {
         match self {
             FloorStore::HandOff => None,
             FloorStore::File => Some("floor.log"),
-            FloorStore::Sqlite(_) | FloorStore::Indexed(_) => Some("floor.sqlite3"),
+            FloorStore::Sqlite(_) | FloorStore::Indexed(_) | FloorStore::Grams(_) => Some("floor.sqlite3"),
         }
     }
 
     /// Directory of the search index under the floor's directory, if it keeps one.
     pub fn index_dir(self) -> Option<&'static str> {
         match self {
-            FloorStore::Indexed(_) => Some("index"),
+            FloorStore::Indexed(_) | FloorStore::Grams(_) => Some("index"),
             _ => None,
         }
     }
@@ -221,6 +226,8 @@ impl std::fmt::Display for FloorStore {
             FloorStore::Sqlite(Synchronous::Full) => "SQLite, synchronous=FULL",
             FloorStore::Indexed(Synchronous::Normal) => "SQLite, synchronous=NORMAL, + chatd's search index",
             FloorStore::Indexed(Synchronous::Full) => "SQLite, synchronous=FULL, + chatd's search index",
+            FloorStore::Grams(Synchronous::Normal) => "SQLite, synchronous=NORMAL, + a bare 3-gram index",
+            FloorStore::Grams(Synchronous::Full) => "SQLite, synchronous=FULL, + a bare 3-gram index",
         })
     }
 }
@@ -232,13 +239,13 @@ enum Sink {
     Sqlite(rusqlite::Connection, Option<Box<FloorIndex>>),
 }
 
-/// chatd's search index behind the floor's SQLite: its indexer thread follows a change
-/// sequence kept in memory, appended after each commit.
+/// A search index behind the floor's SQLite: its indexer thread follows a change sequence
+/// kept in memory, appended after each commit.
 struct FloorIndex {
     feed: Arc<MemoryFeed>,
     committed: Arc<Progress>,
     indexed: Arc<Progress>,
-    indexer: Indexer,
+    indexer: FloorIndexer,
     /// Each chat's key for the index, in order of first appearance.
     chats: HashMap<(String, i64), i64>,
 }
@@ -261,20 +268,47 @@ impl ChangeFeed for MemoryFeed {
     }
 }
 
+/// The thread that follows a [`FloorIndex`]'s feed.
+enum FloorIndexer {
+    /// chatd's own.
+    Chatd(Indexer),
+    /// The bare 3-gram index's: until `stop`, then it indexes what is left.
+    Grams { stop: Arc<AtomicBool>, thread: JoinHandle<()> },
+}
+
 impl FloorIndex {
-    fn open(dir: &Path) -> anyhow::Result<FloorIndex> {
-        let index = Arc::new(SearchIndex::open(dir)?);
+    fn open(dir: &Path, store: FloorStore) -> anyhow::Result<FloorIndex> {
         let feed = Arc::new(MemoryFeed::default());
         let committed = Arc::new(Progress::default());
         let indexed = Arc::new(Progress::default());
-        let indexer = Indexer::spawn(
-            index,
-            feed.clone(),
-            committed.clone(),
-            indexed.clone(),
-            IndexerOptions::default(),
-        )?;
+        let indexer = if let FloorStore::Grams(_) = store {
+            let stop = Arc::new(AtomicBool::new(false));
+            let thread =
+                spawn_gram_indexer(dir, feed.clone(), committed.clone(), indexed.clone(), stop.clone())?;
+            FloorIndexer::Grams { stop, thread }
+        } else {
+            let index = Arc::new(SearchIndex::open(dir)?);
+            FloorIndexer::Chatd(Indexer::spawn(
+                index,
+                feed.clone(),
+                committed.clone(),
+                indexed.clone(),
+                IndexerOptions::default(),
+            )?)
+        };
         Ok(FloorIndex { feed, committed, indexed, indexer, chats: HashMap::new() })
+    }
+
+    /// Lets the index cover every commit, then stops its thread.
+    fn close(self) {
+        match self.indexer {
+            FloorIndexer::Chatd(indexer) => indexer.close(),
+            FloorIndexer::Grams { stop, thread } => {
+                stop.store(true, Ordering::Release);
+                self.committed.nudge();
+                let _ = thread.join();
+            }
+        }
     }
 
     /// Hands a committed batch of `(chat, number, body, rowid)` to the indexer.
@@ -313,7 +347,9 @@ impl Sink {
         Ok(match store {
             FloorStore::HandOff => Sink::Nothing,
             FloorStore::File => Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
-            FloorStore::Sqlite(synchronous) | FloorStore::Indexed(synchronous) => {
+            FloorStore::Sqlite(synchronous)
+            | FloorStore::Indexed(synchronous)
+            | FloorStore::Grams(synchronous) => {
                 let db = rusqlite::Connection::open(path)?;
                 db.pragma_update(None, "journal_mode", "WAL")?;
                 let synchronous = match synchronous {
@@ -328,7 +364,7 @@ impl Sink {
                          UNIQUE (token, chat, number))",
                 )?;
                 let index = match store.index_dir() {
-                    Some(index) => Some(Box::new(FloorIndex::open(&dir.join(index))?)),
+                    Some(index) => Some(Box::new(FloorIndex::open(&dir.join(index), store)?)),
                     None => None,
                 };
                 Sink::Sqlite(db, index)
@@ -378,7 +414,7 @@ impl Sink {
     /// Lets the index, if any, cover every commit, then stops its indexer.
     fn close(self) {
         if let Sink::Sqlite(_, Some(index)) = self {
-            index.indexer.close();
+            index.close();
         }
     }
 }
@@ -425,6 +461,62 @@ pub fn start_floor(workers: usize, dir: &Path, store: FloorStore) -> anyhow::Res
     running.writer = Some(writer);
     running.progress = progress;
     Ok(running)
+}
+
+/// The bare 3-gram index's thread: like chatd's indexer, it adds each change as it is
+/// committed and commits the index at most every 200 ms, publishing what it covers.
+fn spawn_gram_indexer(
+    dir: &Path,
+    feed: Arc<MemoryFeed>,
+    committed: Arc<Progress>,
+    indexed: Arc<Progress>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    use tantivy::schema::{FAST, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions};
+    let mut schema = Schema::builder();
+    let grams = schema.add_text_field(
+        "grams",
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("tri")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        ),
+    );
+    let chat = schema.add_i64_field("chat", INDEXED);
+    let number = schema.add_i64_field("number", FAST);
+    std::fs::create_dir_all(dir)?;
+    let index = tantivy::Index::create_in_dir(dir, schema.build())?;
+    index.tokenizers().register("tri", tantivy::tokenizer::NgramTokenizer::new(3, 3, false)?);
+    let mut writer: tantivy::IndexWriter = index.writer_with_num_threads(1, 50_000_000)?;
+    const COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+    Ok(std::thread::Builder::new().name("floor-grams".into()).spawn(move || {
+        let (mut applied, mut done, mut last_commit) = (0, 0, std::time::Instant::now());
+        loop {
+            let stopping = stop.load(Ordering::Acquire);
+            let wait = if applied > done {
+                COMMIT_EVERY.saturating_sub(last_commit.elapsed())
+            } else {
+                COMMIT_EVERY
+            };
+            committed.wait_beyond(applied, wait);
+            let changes = feed.changes_after(applied, 4096).unwrap_or_default();
+            for change in &changes {
+                let body = chatd_core::search::normalize(&change.body);
+                let doc = tantivy::doc!(grams => body, chat => change.chat.0, number => change.number.get());
+                writer.add_document(doc).expect("a document");
+                applied = change.seq;
+            }
+            if applied > done && (stopping || last_commit.elapsed() >= COMMIT_EVERY) {
+                writer.commit().expect("an index commit");
+                done = applied;
+                last_commit = std::time::Instant::now();
+                indexed.publish(done);
+            }
+            if stopping && changes.is_empty() && done == applied && applied >= committed.get() {
+                break;
+            }
+        }
+    })?)
 }
 
 /// Stores every create waiting in `queue` as one batch, then answers them; ends when every
