@@ -25,6 +25,21 @@ use data::{Rng, Words};
 use memory::{CpuMeter, CpuUse, MemorySampler, status_mb};
 use servers::FloorStore;
 
+/// One step of the floor's ladder, as measured.
+struct LadderStep {
+    /// Its place in the report (the steps run in a shuffled order).
+    rank: usize,
+    store: FloorStore,
+    /// Its place in this run's order, from 1.
+    position: usize,
+    stats: RunStats,
+    cpu: CpuUse,
+    /// Its p99 at chatd's half rate, in ms.
+    p99: f64,
+    /// With a search index: how long the index took to cover every commit after the closed loop.
+    behind: Option<Duration>,
+}
+
 /// Command-line options.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "chatd-bench", about = "Benchmark chatd against a bare axum baseline on this machine")]
@@ -59,9 +74,11 @@ pub struct Opts {
     /// chatd's `--merge-nice`.
     #[arg(long, default_value_t = 0)]
     pub merge_nice: i32,
-    /// After the durable floor, the same floor storing nothing (the hand-off to its writer
-    /// thread alone), appending to a file with an `fdatasync` per batch, then in SQLite with
-    /// `synchronous=NORMAL` and `FULL`: what each step costs, closed loop (4 more runs).
+    /// After the durable floor, its steps in a shuffled order: the same floor storing nothing
+    /// (the hand-off to its writer thread alone), appending to a file with an `fdatasync` per
+    /// batch, in SQLite with `synchronous=NORMAL` and `FULL`, and with `FULL` plus the leanest
+    /// tantivy gram index or chatd's own search index: what each step costs, each in a closed
+    /// loop and at chatd's half rate (12 more runs).
     #[arg(long)]
     pub floor_ladder: bool,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
@@ -247,7 +264,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     let open_chats =
         client.block_on(create_chats(&opts, chatd.addr, &targets, Pace::Open { rate: half }, duration))?;
     check(&mut report, "create-chat open loop", &open_chats, true);
-    let stats_before = chatd.chatd.as_ref().map(|(s, _)| s.writer_stats());
+    let stats_before = chatd.chatd.as_ref().map(|s| s.writer_stats());
     let (sustained, lags) = client.block_on(sustained_with_lag(
         &opts,
         chatd.addr,
@@ -258,7 +275,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     ))?;
     check(&mut report, "create-message sustained", &sustained, true);
     let segments = chatd.chatd.is_some().then(|| index_segments(dir.path()));
-    let stats_after = chatd.chatd.as_ref().map(|(s, _)| s.writer_stats());
+    let stats_after = chatd.chatd.as_ref().map(|s| s.writer_stats());
     let get_one = client.block_on(gets(&opts, chatd.addr, &targets, false, duration))?;
     check(&mut report, "GET message", &get_one, false);
     let get_page = client.block_on(gets(&opts, chatd.addr, &targets, true, duration))?;
@@ -304,8 +321,8 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             (1, FloorStore::File),
             (2, FloorStore::Sqlite(Synchronous::Normal)),
             (3, FloorStore::Sqlite(Synchronous::Full)),
-            (4, FloorStore::Grams(Synchronous::Full)),
-            (5, FloorStore::Indexed(Synchronous::Full)),
+            (4, FloorStore::Grams),
+            (5, FloorStore::Indexed),
         ];
         let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let mut rng = Rng::new(seed.as_nanos() as u64);
@@ -323,9 +340,17 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             let (open, _) = measured_creates(server.addr, &b_targets, Pace::Open { rate: half })?;
             check(&mut report, &format!("floor ladder: {store}, open loop"), &open, true);
             server.stop();
-            ladder.push((rank, store, position + 1, stats, cpu, open.ms(0.99), behind));
+            ladder.push(LadderStep {
+                rank,
+                store,
+                position: position + 1,
+                stats,
+                cpu,
+                p99: open.ms(0.99),
+                behind,
+            });
         }
-        ladder.sort_by_key(|(rank, ..)| *rank);
+        ladder.sort_by_key(|step| step.rank);
     }
 
     let ratio = |a: &RunStats, b: &RunStats| a.rate() / b.rate();
@@ -354,13 +379,16 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     if !ladder.is_empty() {
         let steps: Vec<String> = ladder
             .iter()
-            .map(|(_, store, position, stats, cpu, p99, behind)| {
-                let behind = behind.map(|d| format!("; index caught up {} ms after", d.as_millis()));
+            .map(|step| {
+                let behind = step.behind.map(|d| format!("; index caught up {} ms after", d.as_millis()));
                 format!(
-                    "{store} {:.0} req/s (ratio {:.2}; {:.0} µs per create; p99 {p99:.2} ms at chatd's half rate; run {position} of {}{})",
-                    stats.rate(),
-                    ratio(stats, &b_msg),
-                    cpu.process_us_per(stats.requests),
+                    "{} {:.0} req/s (ratio {:.2}; {:.0} µs per create; p99 {:.2} ms at chatd's half rate; run {} of {}{})",
+                    step.store,
+                    step.stats.rate(),
+                    ratio(&step.stats, &b_msg),
+                    step.cpu.process_us_per(step.stats.requests),
+                    step.p99,
+                    step.position,
                     ladder.len(),
                     behind.unwrap_or_default()
                 )

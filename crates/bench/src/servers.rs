@@ -29,8 +29,8 @@ use tokio::sync::oneshot;
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
-    /// chatd only: the store (writer statistics, committed sequence) and the index progress.
-    pub chatd: Option<(Arc<SqliteStore>, Arc<Progress>)>,
+    /// chatd only: its store (writer statistics, committed sequence).
+    pub chatd: Option<Arc<SqliteStore>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     /// A thread that ends after the server's: the floor's writer (and its indexer).
@@ -107,8 +107,8 @@ pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
     let (addr, store, indexed) = ready_rx.recv()??;
     Ok(Running {
         addr,
-        progress: Some((store.committed(), indexed.clone())),
-        chatd: Some((store, indexed)),
+        progress: Some((store.committed(), indexed)),
+        chatd: Some(store),
         stop: Some(stop_tx),
         thread: Some(thread),
         writer: None,
@@ -190,12 +190,13 @@ pub enum FloorStore {
     /// from memory instead of a change table: what the product's prescribed parts (axum,
     /// SQLite written by one group-committing thread, tantivy) cost together, without
     /// chatd's lookups, counts and change feed.
-    Indexed(Synchronous),
+    /// With `synchronous=FULL`, chatd's default.
+    Indexed,
     /// [`FloorStore::Indexed`] with the leanest tantivy index in place of chatd's: one field
     /// of the body's 3-grams with their positions (tantivy's own n-gram tokenizer), the chat
     /// and the number; no characters, words or message identity, so it cannot answer 1- or
-    /// 2-character terms or edits. A lower bound of what a tantivy gram index costs.
-    Grams(Synchronous),
+    /// 2-character terms or edits: by design cheaper than any tantivy gram index that could.
+    Grams,
 }
 
 impl FloorStore {
@@ -204,14 +205,14 @@ impl FloorStore {
         match self {
             FloorStore::HandOff => None,
             FloorStore::File => Some("floor.log"),
-            FloorStore::Sqlite(_) | FloorStore::Indexed(_) | FloorStore::Grams(_) => Some("floor.sqlite3"),
+            FloorStore::Sqlite(_) | FloorStore::Indexed | FloorStore::Grams => Some("floor.sqlite3"),
         }
     }
 
     /// Directory of the search index under the floor's directory, if it keeps one.
     pub fn index_dir(self) -> Option<&'static str> {
         match self {
-            FloorStore::Indexed(_) | FloorStore::Grams(_) => Some("index"),
+            FloorStore::Indexed | FloorStore::Grams => Some("index"),
             _ => None,
         }
     }
@@ -224,10 +225,8 @@ impl std::fmt::Display for FloorStore {
             FloorStore::File => "file append + fdatasync",
             FloorStore::Sqlite(Synchronous::Normal) => "SQLite, synchronous=NORMAL",
             FloorStore::Sqlite(Synchronous::Full) => "SQLite, synchronous=FULL",
-            FloorStore::Indexed(Synchronous::Normal) => "SQLite, synchronous=NORMAL, + chatd's search index",
-            FloorStore::Indexed(Synchronous::Full) => "SQLite, synchronous=FULL, + chatd's search index",
-            FloorStore::Grams(Synchronous::Normal) => "SQLite, synchronous=NORMAL, + a bare 3-gram index",
-            FloorStore::Grams(Synchronous::Full) => "SQLite, synchronous=FULL, + a bare 3-gram index",
+            FloorStore::Indexed => "SQLite, synchronous=FULL, + chatd's search index",
+            FloorStore::Grams => "SQLite, synchronous=FULL, + a bare 3-gram index",
         })
     }
 }
@@ -281,7 +280,7 @@ impl FloorIndex {
         let feed = Arc::new(MemoryFeed::default());
         let committed = Arc::new(Progress::default());
         let indexed = Arc::new(Progress::default());
-        let indexer = if let FloorStore::Grams(_) = store {
+        let indexer = if store == FloorStore::Grams {
             let stop = Arc::new(AtomicBool::new(false));
             let thread =
                 spawn_gram_indexer(dir, feed.clone(), committed.clone(), indexed.clone(), stop.clone())?;
@@ -347,14 +346,12 @@ impl Sink {
         Ok(match store {
             FloorStore::HandOff => Sink::Nothing,
             FloorStore::File => Sink::File(std::fs::OpenOptions::new().create(true).append(true).open(path)?),
-            FloorStore::Sqlite(synchronous)
-            | FloorStore::Indexed(synchronous)
-            | FloorStore::Grams(synchronous) => {
+            FloorStore::Sqlite(_) | FloorStore::Indexed | FloorStore::Grams => {
                 let db = rusqlite::Connection::open(path)?;
                 db.pragma_update(None, "journal_mode", "WAL")?;
-                let synchronous = match synchronous {
-                    Synchronous::Full => "FULL",
-                    Synchronous::Normal => "NORMAL",
+                let synchronous = match store {
+                    FloorStore::Sqlite(Synchronous::Normal) => "NORMAL",
+                    _ => "FULL",
                 };
                 db.pragma_update(None, "synchronous", synchronous)?;
                 db.execute_batch(
@@ -399,7 +396,9 @@ impl Sink {
                         insert
                             .execute(rusqlite::params![token, chat, number, body])
                             .map_err(|e| e.to_string())?;
-                        ids.push(tx.last_insert_rowid());
+                        if index.is_some() {
+                            ids.push(tx.last_insert_rowid());
+                        }
                     }
                 }
                 tx.commit().map_err(|e| e.to_string())?;

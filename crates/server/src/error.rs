@@ -214,7 +214,7 @@ impl IntoResponse for ApiError {
 /// The answer to a request whose handler panicked (caught in `startup::wrap`): 500
 /// `internal`, like any internal error. The panic's message went to the log already, from
 /// the panic hook (`telemetry::log_panics`), never to the client.
-pub fn panicked(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub fn panicked() -> Response {
     ApiError::Internal("a request handler panicked".into()).into_response()
 }
 

@@ -211,7 +211,7 @@ pub(crate) fn wrap(
 async fn answer_panics(
     answer: impl Future<Output = Result<Response, Infallible>>,
 ) -> Result<Response, Infallible> {
-    AssertUnwindSafe(answer).catch_unwind().await.unwrap_or_else(|panic| Ok(crate::error::panicked(panic)))
+    AssertUnwindSafe(answer).catch_unwind().await.unwrap_or_else(|_| Ok(crate::error::panicked()))
 }
 
 #[cfg(test)]

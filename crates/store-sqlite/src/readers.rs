@@ -57,11 +57,11 @@ impl Idle {
 /// memory that caches it) takes as long as those reads, and inline it would hold that async
 /// thread and every connection sharing it: measured with the database three times the
 /// memory allowed, a `GET /health` beside random message GETs took a median 3.3 ms inline
-/// against 0.2–0.3 through the pool (docs/benchmarks-log.md). So lookups go to the pool while the average
-/// is at or above [`Pace::INLINE_BELOW`], and come back once lookups are quick again (those
-/// on the pool are timed too). It is one average: while most lookups are served from memory,
-/// the few that read the disk still run inline; and wall time counts a thread preempted
-/// mid-lookup too, which [`Pace::CAP`] bounds.
+/// against 0.2–0.3 through the pool (docs/benchmarks-log.md). So lookups go to the pool
+/// while the average is at or above [`Pace::INLINE_BELOW`], and come back once lookups are
+/// quick again (those on the pool are timed too). It is one average: while most lookups are
+/// served from memory, the few that read the disk still run inline; and wall time counts a
+/// thread preempted mid-lookup too, which [`Pace::CAP`] bounds.
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
     average_ns: AtomicU64,
