@@ -68,12 +68,6 @@ pub struct Opts {
     /// chatd's `--index-commit-interval` (milliseconds).
     #[arg(long, default_value_t = 200)]
     pub index_commit_interval: u64,
-    /// chatd's `--indexer-nice`.
-    #[arg(long, default_value_t = 0)]
-    pub indexer_nice: i32,
-    /// chatd's `--merge-nice`.
-    #[arg(long, default_value_t = 0)]
-    pub merge_nice: i32,
     /// After the durable floor, its steps in a shuffled order: the same floor storing nothing
     /// (the hand-off to its writer thread alone), appending to a file with an `fdatasync` per
     /// batch, in SQLite with `synchronous=NORMAL` and `FULL`, and with `FULL` plus the leanest

@@ -82,8 +82,6 @@ pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
     let workers = opts.server_threads;
     let mut config = Config::ephemeral(dir);
     config.synchronous = opts.synchronous;
-    config.indexer_nice = opts.indexer_nice;
-    config.merge_nice = opts.merge_nice;
     config.index_commit_interval = opts.index_commit_interval;
     config.creation_listen = chatd_server::config::Listen::Off;
     config.log = "warn".into();

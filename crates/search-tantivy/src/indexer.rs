@@ -1,6 +1,5 @@
 //! The indexer thread, and the offline rebuild used by `chatd reindex`.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -22,13 +21,6 @@ pub struct IndexerOptions {
     pub min_commit_interval: Duration,
     /// Longest sleep without a signal from the writer (a safety net; signals are normal).
     pub poll_interval: Duration,
-    /// Nice increment of the indexer thread and of the threads tantivy starts for it
-    /// (indexing, merges), so that request threads run first when both want the CPU.
-    pub nice: i32,
-    /// Further nice increment of tantivy's merge threads alone. Merges only tidy segments
-    /// (nothing waits for them to become searchable), so they can wait for idle CPU while
-    /// requests and indexing run.
-    pub merge_nice: i32,
 }
 
 impl Default for IndexerOptions {
@@ -37,8 +29,6 @@ impl Default for IndexerOptions {
             read_batch: 4096,
             min_commit_interval: Duration::from_millis(200),
             poll_interval: Duration::from_secs(1),
-            nice: 0,
-            merge_nice: 0,
         }
     }
 }
@@ -64,7 +54,7 @@ impl Indexer {
         indexed: Arc<Progress>,
         options: IndexerOptions,
     ) -> StoreResult<Self> {
-        let mut writer = take_writer(&index, options.nice, options.merge_nice)?;
+        let mut writer = index.writer()?;
         let mut start = index.indexed_seq()?;
         let last = feed.last_seq()?;
         if start > last {
@@ -88,7 +78,6 @@ impl Indexer {
             std::thread::Builder::new()
                 .name("chatd-indexer".into())
                 .spawn(move || {
-                    lower_priority(options.nice);
                     // `None` after a failure: the writer is dropped (which discards what it
                     // had not committed) and a fresh one is taken at the next attempt.
                     let mut writer = Some(writer);
@@ -124,13 +113,10 @@ impl Indexer {
                             // A failure may have come after a commit, from the reader's
                             // reload: reload before resuming, or that commit would be
                             // published without being searchable.
-                            None => index
-                                .reload()
-                                .and_then(|()| take_writer(&index, 0, options.merge_nice))
-                                .and_then(|w| {
-                                    let w = writer.insert(w);
-                                    catch_up(&index, w, feed, &mut at, batch, settle, Some(&mut published))
-                                }),
+                            None => index.reload().and_then(|()| index.writer()).and_then(|w| {
+                                let w = writer.insert(w);
+                                catch_up(&index, w, feed, &mut at, batch, settle, Some(&mut published))
+                            }),
                         };
                         match caught_up {
                             Ok(()) if at.applied == at.committed => {
@@ -192,82 +178,6 @@ impl Drop for Indexer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         self.committed.nudge();
-    }
-}
-
-/// Raises the calling thread's nice value by `nice` (Linux: per thread, inherited by the
-/// threads it starts). Failing to is logged, not fatal: it only orders CPU time.
-fn lower_priority(nice: i32) {
-    if nice == 0 {
-        return;
-    }
-    let tid = rustix::thread::gettid();
-    let current = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), current + nice) {
-        tracing::warn!(error = %e, nice, "cannot lower the indexer's priority");
-    }
-}
-
-/// Takes the index's writer from a thread whose nice value is the caller's plus `nice`
-/// (tantivy's threads inherit it), then lowers tantivy's merge threads by `merge_nice` more.
-fn take_writer(index: &SearchIndex, nice: i32, merge_nice: i32) -> StoreResult<tantivy::IndexWriter> {
-    let before = if merge_nice == 0 { HashSet::new() } else { thread_ids() };
-    let writer = std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name(OPENER.into())
-            .spawn_scoped(s, || {
-                lower_priority(nice);
-                index.writer()
-            })
-            .map_err(chatd_core::StoreError::internal)?
-            .join()
-            .unwrap_or_else(|_| Err(chatd_core::StoreError::internal("taking the index writer panicked")))
-    })?;
-    if merge_nice != 0 {
-        lower_merge_threads(&before, merge_nice);
-    }
-    Ok(writer)
-}
-
-/// Name of the thread that takes the index writer (at most 15 bytes, Linux's limit):
-/// tantivy's threads carry it until they name themselves.
-const OPENER: &str = "chatd-idx-open";
-
-/// This process's thread ids (empty where `/proc` is missing).
-fn thread_ids() -> HashSet<i32> {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return Default::default() };
-    tasks.flatten().filter_map(|t| t.file_name().to_str()?.parse().ok()).collect()
-}
-
-/// Raises by `by` the nice value of tantivy's merge threads among the threads started since
-/// `before` (Linux; elsewhere a no-op). They are told apart by the names tantivy gives them,
-/// which each sets as it starts: until every new thread has named itself, this waits.
-fn lower_merge_threads(before: &HashSet<i32>, by: i32) {
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let merge_threads = loop {
-        let names: Vec<(i32, String)> = thread_ids()
-            .difference(before)
-            .filter_map(|&tid| {
-                let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).ok()?;
-                Some((tid, comm.trim().to_owned()))
-            })
-            .collect();
-        if names.iter().all(|(_, name)| name != OPENER) || Instant::now() > deadline {
-            break names.into_iter().filter(|(_, name)| name.starts_with("merge_thread"));
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    };
-    let mut lowered = 0;
-    for (tid, _) in merge_threads {
-        let pid = rustix::process::Pid::from_raw(tid);
-        let current = rustix::process::getpriority_process(pid).unwrap_or(0);
-        match rustix::process::setpriority_process(pid, current + by) {
-            Ok(()) => lowered += 1,
-            Err(e) => tracing::warn!(error = %e, by, "cannot lower the priority of an index merge thread"),
-        }
-    }
-    if lowered == 0 {
-        tracing::warn!(by, "found no index merge thread to lower the priority of");
     }
 }
 

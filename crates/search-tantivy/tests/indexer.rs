@@ -205,19 +205,7 @@ async fn a_failed_edit_leaves_no_gap_the_indexer_waits_for() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_indexer_keeps_retrying_when_its_directory_fails_and_catches_up_after() {
     let dir = tempfile::tempdir().unwrap();
-    // A merge nice no other test uses, to tell this indexer's merge threads apart.
-    let merge_nice = 9;
-    let s = start_with(dir.path(), IndexerOptions { merge_nice, ..IndexerOptions::default() });
-    let lowered = i64::from(rustix::process::getpriority_process(None).unwrap() + merge_nice);
-    let merge_threads = || -> std::collections::HashSet<i32> {
-        thread_nice_values()
-            .into_iter()
-            .filter(|(name, nice, _)| name.starts_with("merge_thread") && *nice == lowered)
-            .map(|(_, _, tid)| tid)
-            .collect()
-    };
-    let first_writer = merge_threads();
-    assert!(!first_writer.is_empty(), "{:?}", thread_nice_values());
+    let s = start_with(dir.path(), IndexerOptions::default());
     let failures = s.indexer.as_ref().unwrap().failures();
     let (token, chat) = chat_with(&s.store, &["before"]).await;
     s.wait_indexed();
@@ -240,63 +228,7 @@ async fn the_indexer_keeps_retrying_when_its_directory_fails_and_catches_up_afte
     assert_eq!(s.candidates(key, "during"), [2]);
     assert_eq!(s.candidates(key, "after"), [3]);
     assert_eq!(s.candidates(key, "before"), [1]);
-    // The writers taken again after the failures lowered their merge threads too.
-    assert!(!merge_threads().is_subset(&first_writer), "{:?}", thread_nice_values());
     s.stop().await;
-}
-
-/// The nice value and id of each thread of this process, by thread name.
-fn thread_nice_values() -> Vec<(String, i64, i32)> {
-    let mut out = Vec::new();
-    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
-        let (Ok(name), Ok(stat)) = (
-            std::fs::read_to_string(task.path().join("comm")),
-            std::fs::read_to_string(task.path().join("stat")),
-        ) else {
-            continue; // the thread ended meanwhile
-        };
-        // Fields after the parenthesised name; nice is field 19 of the line, 17 after it.
-        let rest = stat.rsplit_once(')').unwrap().1;
-        let nice = rest.split_whitespace().nth(16).unwrap().parse().unwrap();
-        let tid = task.file_name().to_str().unwrap().parse().unwrap();
-        out.push((name.trim().to_owned(), nice, tid));
-    }
-    out
-}
-
-#[test]
-fn the_indexer_and_tantivy_s_threads_run_at_the_configured_nice_values_and_the_caller_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
-    let index = Arc::new(SearchIndex::open(&dir.path().join("search")).unwrap());
-    let source = Arc::new(SqliteSource::open(dir.path()).unwrap());
-    let priority = || rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
-    let before = priority();
-    let options = IndexerOptions { nice: 3, merge_nice: 4, ..IndexerOptions::default() };
-    let indexer =
-        Indexer::spawn(index, source, store.committed(), Arc::new(Progress::default()), options).unwrap();
-    let lowered = i64::from(before + 3);
-    let at = |threads: &[(String, i64, i32)], prefix: &str| {
-        threads.iter().any(|(name, nice, _)| name.starts_with(prefix) && *nice == lowered)
-    };
-    // The indexer thread lowers its own priority when it starts, which may be just after
-    // `spawn` returns.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let threads = loop {
-        let threads = thread_nice_values();
-        if at(&threads, "chatd-indexer") || Instant::now() > deadline {
-            break threads;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    assert!(at(&threads, "chatd-indexer"), "{threads:?}");
-    assert!(at(&threads, "thrd-tantivy-in"), "tantivy's indexing thread: {threads:?}");
-    let merging =
-        |(name, nice, _): &(String, i64, i32)| name.starts_with("merge_thread") && *nice == lowered + 4;
-    assert!(threads.iter().any(merging), "tantivy's merge threads, lower still: {threads:?}");
-    assert!(!at(&threads, "merge_thread"), "no merge thread is left at the indexer's: {threads:?}");
-    assert_eq!(priority(), before, "the thread that started the indexer keeps its priority");
-    indexer.close();
 }
 
 /// Every message of `texts` (numbered from 1) that matches `keyword`, as the core decides.

@@ -129,18 +129,6 @@ pub struct Config {
     #[arg(long, env = "CHATD_INDEX_COMMIT_INTERVAL", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub index_commit_interval: u64,
 
-    /// How much lower than the request threads the search indexer runs (a nice increment,
-    /// 0–19): indexing yields the CPU to requests and catches up when they leave it idle.
-    #[arg(long, env = "CHATD_INDEXER_NICE", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..20))]
-    pub indexer_nice: i32,
-
-    /// How much lower still the search index's merges run (a nice increment added to the
-    /// indexer's, 0–19). Merges only tidy the index's segments, so they can wait for idle
-    /// CPU; under a saturating load they wait, and searches visit more segments meanwhile.
-    /// Off by default: the gain measured was small and uneven (docs/benchmarks-log.md).
-    #[arg(long, env = "CHATD_MERGE_NICE", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..20))]
-    pub merge_nice: i32,
-
     /// Largest request body in bytes (413 beyond).
     #[arg(long, env = "CHATD_MAX_REQUEST_BYTES", default_value_t = 1024 * 1024)]
     pub max_request_bytes: usize,

@@ -72,8 +72,6 @@ impl Application {
             indexed.clone(),
             IndexerOptions {
                 min_commit_interval: Duration::from_millis(config.index_commit_interval),
-                nice: config.indexer_nice,
-                merge_nice: config.merge_nice,
                 ..IndexerOptions::default()
             },
         )?;
