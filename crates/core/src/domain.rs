@@ -19,6 +19,9 @@ pub enum InvalidInput {
     /// Not a positive decimal integer that fits in 63 bits.
     #[error("must be a positive integer, written without sign or leading zeros")]
     NotAPositiveInteger,
+    /// Not zero or a positive decimal integer that fits in 63 bits.
+    #[error("must be 0 or a positive integer, written without sign or leading zeros")]
+    NotANonNegativeInteger,
 }
 
 /// The secret that names an application. Clients present it in every path; it is the only
@@ -73,7 +76,7 @@ impl fmt::Debug for AppToken {
 
 /// Parses the canonical form of a positive number: ASCII digits only, 1 ..= i64::MAX.
 /// One spelling per number (so one URL per resource): digits only, no leading zeros.
-fn parse_positive(s: &str) -> Result<i64, InvalidInput> {
+pub(crate) fn parse_positive(s: &str) -> Result<i64, InvalidInput> {
     if s.is_empty() || s.starts_with('0') || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(InvalidInput::NotAPositiveInteger);
     }

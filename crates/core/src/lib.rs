@@ -38,6 +38,6 @@ pub mod search;
 
 pub use domain::{AppName, AppToken, ChatNumber, InvalidInput, MessageBody, MessageNumber};
 pub use error::StoreError;
-pub use page::{Limit, Listed, Order, Page};
+pub use page::{Limit, Listed, NumberBound, Order, Page};
 pub use ports::{Catalog, Ingest, Search};
 pub use records::{Application, Chat, Message, Timestamp};

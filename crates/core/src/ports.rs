@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use crate::error::StoreResult;
 use crate::search::SearchRequest;
 use crate::{
-    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber, Page,
+    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber,
+    NumberBound, Page,
 };
 
 /// Accepts creates and edits. Every method returns only once the change is durable in the
@@ -44,14 +45,14 @@ pub trait Catalog: Send + Sync + 'static {
     async fn application(&self, token: AppToken) -> StoreResult<Application>;
     async fn applications(&self, page: Page<AppToken>) -> StoreResult<Listed<Application>>;
     async fn chat(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Chat>;
-    async fn chats(&self, token: AppToken, page: Page<ChatNumber>) -> StoreResult<Listed<Chat>>;
+    async fn chats(&self, token: AppToken, page: Page<NumberBound>) -> StoreResult<Listed<Chat>>;
     async fn message(&self, token: AppToken, chat: ChatNumber, number: MessageNumber)
     -> StoreResult<Message>;
     async fn messages(
         &self,
         token: AppToken,
         chat: ChatNumber,
-        page: Page<MessageNumber>,
+        page: Page<NumberBound>,
     ) -> StoreResult<Listed<Message>>;
     /// Whether reads can be served now (for `/ready`).
     async fn ready(&self) -> StoreResult<()>;

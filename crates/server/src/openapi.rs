@@ -132,11 +132,11 @@ pub mod params {
     #[derive(Debug, IntoParams)]
     #[into_params(parameter_in = Query)]
     pub struct NumberCursor {
-        /// Only rows numbered above this.
-        #[param(minimum = 1)]
+        /// Only rows numbered above this (`0`: from the first).
+        #[param(minimum = 0)]
         after: Option<i64>,
-        /// Only rows numbered below this.
-        #[param(minimum = 1)]
+        /// Only rows numbered below this (`0`: none).
+        #[param(minimum = 0)]
         before: Option<i64>,
     }
 

@@ -25,7 +25,7 @@ use chatd_core::progress::Progress;
 use chatd_core::search::{Change, ChangeFeed, ChatKey, MessageSource};
 use chatd_core::{
     AppName, AppToken, Application, Catalog, Chat, ChatNumber, Ingest, Listed, Message, MessageBody,
-    MessageNumber, Page, StoreError,
+    MessageNumber, NumberBound, Page, StoreError,
 };
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
@@ -345,7 +345,7 @@ impl Catalog for SqliteStore {
         self.readers.lookup(move |db| queries::chat(db, &token, chat)).await
     }
 
-    async fn chats(&self, token: AppToken, page: Page<ChatNumber>) -> StoreResult<Listed<Chat>> {
+    async fn chats(&self, token: AppToken, page: Page<NumberBound>) -> StoreResult<Listed<Chat>> {
         self.readers.run(move |db| queries::chats(db, &token, &page)).await
     }
 
@@ -362,7 +362,7 @@ impl Catalog for SqliteStore {
         &self,
         token: AppToken,
         chat: ChatNumber,
-        page: Page<MessageNumber>,
+        page: Page<NumberBound>,
     ) -> StoreResult<Listed<Message>> {
         self.readers.run(move |db| queries::messages(db, &token, chat, &page)).await
     }

@@ -5,8 +5,8 @@
 use chatd_core::error::StoreResult;
 use chatd_core::search::{Change, ChatKey};
 use chatd_core::{
-    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber, Page,
-    StoreError, Timestamp,
+    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber,
+    NumberBound, Page, StoreError, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -346,10 +346,10 @@ pub(crate) fn chat(db: &Connection, token: &AppToken, chat: ChatNumber) -> Store
 pub(crate) fn chats(
     db: &Connection,
     token: &AppToken,
-    page_req: &Page<ChatNumber>,
+    page_req: &Page<NumberBound>,
 ) -> StoreResult<Listed<Chat>> {
     let app_id = application_id(db, token)?;
-    let range = key_range(page_req.after.map(ChatNumber::get), page_req.before.map(ChatNumber::get));
+    let range = key_range(page_req.after.map(NumberBound::get), page_req.before.map(NumberBound::get));
     let sql = LIST_CHATS[page_req.order as usize];
     page(db, sql, app_id, range, page_req.limit.get(), chat_from_row)
 }
@@ -376,10 +376,10 @@ pub(crate) fn messages(
     db: &Connection,
     token: &AppToken,
     chat: ChatNumber,
-    page_req: &Page<MessageNumber>,
+    page_req: &Page<NumberBound>,
 ) -> StoreResult<Listed<Message>> {
     let (chat_id, _) = chat_row(db, token, chat)?;
-    let range = key_range(page_req.after.map(MessageNumber::get), page_req.before.map(MessageNumber::get));
+    let range = key_range(page_req.after.map(NumberBound::get), page_req.before.map(NumberBound::get));
     let sql = LIST_MESSAGES[page_req.order as usize];
     page(db, sql, chat_id, range, page_req.limit.get(), message_from_row)
 }

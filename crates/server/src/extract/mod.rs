@@ -16,10 +16,10 @@ pub use query::{ListQuery, SearchQuery};
 
 use crate::error::ApiError;
 
-/// A chat or message number from a path; anything but a positive integer is a 400.
-fn number<N: std::str::FromStr>(raw: &str, field: &'static str) -> Result<N, ApiError> {
-    raw.parse().map_err(|_| {
-        let why = chatd_core::InvalidInput::NotAPositiveInteger;
-        ApiError::bad_request(Some(field), format!("{field} {why}"))
-    })
+/// A number from a path or a list's bound; anything but its one spelling is a 400.
+fn number<N>(raw: &str, field: &'static str) -> Result<N, ApiError>
+where
+    N: std::str::FromStr<Err = chatd_core::InvalidInput>,
+{
+    raw.parse().map_err(|why| ApiError::bad_request(Some(field), format!("{field} {why}")))
 }

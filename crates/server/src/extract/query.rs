@@ -3,7 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use chatd_core::search::{self, Keyword, SearchRequest};
-use chatd_core::{AppToken, Limit, Order, Page};
+use chatd_core::{AppToken, Limit, NumberBound, Order, Page};
 
 use super::number;
 use super::urlencoded::query_pairs;
@@ -47,9 +47,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 }
 
 impl ListQuery {
-    /// The page over numbered keys (chats, messages).
-    pub fn numbered<N: std::str::FromStr>(&self) -> Result<Page<N>, ApiError> {
-        let key = |raw: &Option<String>, field| raw.as_deref().map(|r| number::<N>(r, field)).transpose();
+    /// The page over numbered keys (chats, messages): bounds are 0 or a positive number.
+    pub fn numbered(&self) -> Result<Page<NumberBound>, ApiError> {
+        let key = |raw: &Option<String>, field| raw.as_deref().map(|r| number(r, field)).transpose();
         Ok(Page {
             limit: self.limit,
             order: self.order,

@@ -81,4 +81,22 @@ async fn lists_page_by_number_with_bounds_and_order() {
     let r = app.get(&format!("{base}?after=12")).await;
     assert!(r.headers().get("link").is_none());
     assert_eq!(r.json::<Vec<Value>>().await.unwrap(), Vec::<Value>::new());
+
+    // `after=0` is the first page; `before` past the last number bounds nothing; `before=0`
+    // is an empty page.
+    let r = app.get(&format!("{base}?after=0&limit=5")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let link = r.headers()["link"].to_str().unwrap().to_owned();
+    assert_eq!(link, format!("<{base}?limit=5&order=asc&after=5>; rel=\"next\""));
+    assert_eq!(numbers(&r.json::<Vec<Value>>().await.unwrap()), [1, 2, 3, 4, 5]);
+    let from_zero = follow_pages(&app.client, &app.api, &format!("{base}?after=0&before=1000&limit=5")).await;
+    assert_eq!(numbers(&from_zero), (1..=12).collect::<Vec<_>>());
+    let r = app.get(&format!("{base}?before=9223372036854775807&order=desc&limit=2")).await;
+    assert_eq!(numbers(&r.json::<Vec<Value>>().await.unwrap()), [12, 11]);
+    for query in ["before=0", "before=0&order=desc", "after=0&before=0"] {
+        let r = app.get(&format!("{base}?{query}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "{query}");
+        assert!(r.headers().get("link").is_none(), "{query}");
+        assert_eq!(r.json::<Vec<Value>>().await.unwrap(), Vec::<Value>::new(), "{query}");
+    }
 }

@@ -100,6 +100,9 @@ fn cases(t: &str) -> Vec<Case> {
         case("limit past i64", get(format!("{msgs}?limit=99999999999999999999")), 422, invalid),
         case("negative limit", get(format!("{msgs}?limit=-1")), 422, invalid),
         case("negative cursor", get(format!("{msgs}?after=-5")), 400, bad),
+        case("negative zero cursor", get(format!("/applications/{t}/chats?before=-0")), 400, bad),
+        case("leading zeros on a cursor", get(format!("{msgs}?after=00")), 400, bad),
+        case("cursor past i64", get(format!("{msgs}?before=9223372036854775808")), 400, bad),
         case("negative search offset", get(format!("{msgs}/search?keyword=a&offset=-1")), 422, invalid),
         case("search offset past the depth", get(format!("{msgs}/search?keyword=a&offset=20000")), 422, invalid),
         // paths

@@ -129,4 +129,18 @@ async fn a_long_chat_lists_page_by_page_in_both_orders() {
     assert_eq!(numbers(&desc), (1..=250).rev().collect::<Vec<_>>());
     let r = app.get(&format!("{base}?before=4&order=desc")).await;
     assert_eq!(numbers(&r.json::<Vec<Value>>().await.unwrap()), [3, 2, 1]);
+
+    // `after=0` is the first page, `before` past the last number bounds nothing, `before=0`
+    // is an empty page.
+    let from_zero =
+        crate::helpers::follow_pages(&app.client, &app.api, &format!("{base}?after=0&limit=100")).await;
+    assert_eq!(numbers(&from_zero), (1..=250).collect::<Vec<_>>());
+    let r = app.get(&format!("{base}?after=0&before=251&order=desc&limit=3")).await;
+    assert_eq!(numbers(&r.json::<Vec<Value>>().await.unwrap()), [250, 249, 248]);
+    let r = app.get(&format!("{base}?before=100000&limit=2")).await;
+    assert_eq!(numbers(&r.json::<Vec<Value>>().await.unwrap()), [1, 2]);
+    let r = app.get(&format!("{base}?before=0")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().get("link").is_none());
+    assert_eq!(r.json::<Vec<Value>>().await.unwrap(), Vec::<Value>::new());
 }
