@@ -13,9 +13,10 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use chatd_core::AppToken;
-use futures::FutureExt;
 use futures::future::Either;
 // No extra headers on allowed answers.
 use governor::middleware::NoOpMiddleware;
@@ -23,6 +24,7 @@ use tower::{Layer, Service, ServiceBuilder};
 use tower_governor::governor::GovernorConfigBuilder;
 use tower_governor::key_extractor::{KeyExtractor, PeerIpKeyExtractor};
 use tower_governor::{GovernorError, GovernorLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::error::ApiError;
 
@@ -88,56 +90,19 @@ impl Limiters {
             ServiceBuilder::new()
                 .option_layer(self.per_ip.clone())
                 .option_layer(self.per_token.clone().map(WithTokenLayer))
-                .layer(DeadlineLayer(self.timeout)),
+                .map_response(json_timeout)
+                .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, self.timeout)),
         )
     }
 }
 
-/// Answers `408 request_timeout` when the handler (reading the body included) takes longer
-/// than the limit. A write already handed to the writer may still commit, as it would if
-/// the client had hung up: the answer says so.
-///
-/// A plain tower layer rather than `axum::middleware::from_fn`, which boxes the inner
-/// service and the future of every request.
-#[derive(Debug, Clone, Copy)]
-struct DeadlineLayer(Duration);
-
-impl<S> Layer<S> for DeadlineLayer {
-    type Service = Deadline<S>;
-
-    fn layer(&self, inner: S) -> Deadline<S> {
-        Deadline { inner, limit: self.0 }
-    }
-}
-
-#[derive(Debug, Clone)]
-struct Deadline<S> {
-    inner: S,
-    limit: Duration,
-}
-
-type Timed = Result<Result<Response, Infallible>, tokio::time::error::Elapsed>;
-
-impl<S> Service<Request> for Deadline<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible>,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future =
-        futures::future::Map<tokio::time::Timeout<S::Future>, fn(Timed) -> Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        tokio::time::timeout(self.limit, self.inner.call(request)).map(answer_in_time)
-    }
-}
-
-fn answer_in_time(timed: Timed) -> Result<Response, Infallible> {
-    timed.unwrap_or_else(|_| Ok(ApiError::RequestTimeout.into_response()))
+/// tower-http's timeout answers a bare 408; give it the API's JSON body. A write already
+/// handed to the writer may still commit, as it would if the client had hung up: the
+/// answer says so.
+fn json_timeout(response: Response) -> Response {
+    let bare =
+        response.status() == StatusCode::REQUEST_TIMEOUT && !response.headers().contains_key(CONTENT_TYPE);
+    if bare { ApiError::RequestTimeout.into_response() } else { response }
 }
 
 /// tower_governor's layer for one limit, or `None` when the limit is off.

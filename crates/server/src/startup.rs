@@ -6,19 +6,19 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::response::Response;
 use chatd_store_sqlite::{Options, SqliteStore};
-use futures::FutureExt;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::{Service, ServiceBuilder};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use chatd_core::progress::Progress;
@@ -190,7 +190,7 @@ impl Application {
 }
 
 /// What wraps each listener's router whole: a handler that panics answers 500 `internal`
-/// (and the panic is logged) instead of dropping the connection; trailing slashes are
+/// (the panic hook has logged it) instead of dropping the connection; trailing slashes are
 /// trimmed before routing, so `/applications/` works too; and the body limit (see
 /// `routes::finish` for why these wrap the router rather than each route).
 pub(crate) fn wrap(
@@ -199,17 +199,11 @@ pub(crate) fn wrap(
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + 'static
 {
     ServiceBuilder::new()
-        .map_future(answer_panics)
+        .map_response(|response: Response<_>| response.map(Body::new))
+        .layer(CatchPanicLayer::custom(|_| crate::error::panicked()))
         .layer(NormalizePathLayer::trim_trailing_slash())
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .service(router)
-}
-
-/// A handler's answer, or 500 `internal` when it panicked.
-async fn answer_panics(
-    answer: impl Future<Output = Result<Response, Infallible>>,
-) -> Result<Response, Infallible> {
-    AssertUnwindSafe(answer).catch_unwind().await.unwrap_or_else(|_| Ok(crate::error::panicked()))
 }
 
 #[cfg(test)]
