@@ -2,7 +2,7 @@
 //!
 //! tantivy's `MmapDirectory` maps every segment file whole for as long as a segment is open.
 //! Every page a merge or a search has touched then stays in the process's resident set until
-//! the kernel wants the memory back: at 10M messages that was about 600 MB of the peak RSS.
+//! the kernel wants the memory back, which at millions of messages is most of the peak RSS.
 //! [`SegmentFiles`] writes, locks and watches exactly as `MmapDirectory` does, and differs
 //! in reading: a small read is copied out of the file (`pread`); a large one maps just the
 //! range asked for, which tantivy holds only as long as it uses it (a term's postings for

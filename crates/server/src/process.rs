@@ -5,9 +5,8 @@
 //! large block is freed (up to 32 MB), after which large blocks come from its arenas and
 //! freed ones stay there.
 //! tantivy's indexing allocates and frees megabyte blocks in a thread that ends at each
-//! index commit, and each of the up to 16 arenas kept what it had once held: half of
-//! chatd's anonymous memory at 1M messages was freed blocks (heaptrack: 52 MB of live heap
-//! at the peak against 134 MB resident). Fixed thresholds make large blocks separate
+//! index commit, and each arena kept what it had once held, so most of chatd's resident
+//! memory could be blocks already freed. Fixed thresholds make large blocks separate
 //! mappings, returned to the system when freed, and trim the arenas' tops.
 
 /// Blocks of at least this size are mapped on their own and unmapped when freed; arenas
