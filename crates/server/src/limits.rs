@@ -184,6 +184,7 @@ impl KeyExtractor for TokenKey {
 
 /// Applies a layer to the requests whose path names a token and lets the others (creating
 /// or listing applications) through untouched.
+/// Hand-written: neither tower nor tower-http applies a layer to a subset of requests.
 #[derive(Debug, Clone)]
 struct WithTokenLayer<L>(L);
 
