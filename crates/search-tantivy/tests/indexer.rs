@@ -98,8 +98,7 @@ async fn an_edit_leaves_no_stale_entry_in_the_index() {
 
 /// A term is looked up by its grams at their offsets, not just by which grams it has: a
 /// chat full of "haha" does not make every message a candidate for "hahaha", which would
-/// all have to be read and verified (measured without positions: 294 ms, median of 10, for
-/// an absent "hahaha" among 130,000 such messages, 19 ms with them; see docs/benchmarks-log.md).
+/// all have to be read and verified.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repetitive_term_is_looked_up_by_its_grams_in_order() {
     let dir = tempfile::tempdir().unwrap();

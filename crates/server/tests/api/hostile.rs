@@ -5,7 +5,7 @@
 //! Requests so malformed that they are not HTTP (a raw non-ASCII byte in the request line,
 //! conflicting lengths, an invalid chunk) are refused by hyper's parser before any route
 //! runs: a bare 400 with no JSON body, the one exception to SPEC §3's JSON errors, listed
-//! in the README. Cases of that kind expect no `error` code.
+//! in docs/API.md. Cases of that kind expect no `error` code.
 
 use std::time::Duration;
 
@@ -138,7 +138,7 @@ fn cases(t: &str) -> Vec<Case> {
         case("text/plain body", request("POST", msgs.as_bytes(), &["Content-Type: text/plain"], b"body=x"), 415, Some("unsupported_media_type")),
         case("XML body", request("POST", msgs.as_bytes(), &["Content-Type: application/xml"], b"<body>x</body>"), 415, Some("unsupported_media_type")),
         // No Content-Type: the body is read as JSON when it looks like an object, else as a
-        // form (curl's habit, README); it is still checked like any other.
+        // form (curl's habit, docs/API.md); it is still checked like any other.
         case("no Content-Type, a blank body", request("POST", msgs.as_bytes(), &[], br#"{"body": " "}"#), 422, invalid),
         case("no Content-Type, bad form bytes", request("POST", msgs.as_bytes(), &[], b"body=%FF"), 400, bad),
         case("a form sent as JSON", json_post(&msgs, b"body=x"), 400, bad),
