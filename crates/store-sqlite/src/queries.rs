@@ -10,7 +10,7 @@ use chatd_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::map_err;
+use crate::connection::map_err;
 use crate::writer::WriteCtx;
 
 /// A page query in both directions, indexed by `Order as usize`.

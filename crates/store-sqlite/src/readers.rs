@@ -11,7 +11,7 @@ use chatd_core::{StoreError, error::StoreResult};
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
-use crate::{map_err, open_reader};
+use crate::connection::{map_err, open_reader};
 
 /// Read-only connections to one database file, reused between calls.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use chatd_core::{StoreError, Timestamp, error::StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::map_err;
+use crate::connection::map_err;
 
 /// What a job sees while it runs: the batch's clock and the change sequence to stamp rows.
 #[derive(Debug)]
