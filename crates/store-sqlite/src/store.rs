@@ -133,16 +133,25 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriteCtx) -> StoreResult<T> + Send + 'static,
     {
-        let (reply, answer) = oneshot::channel();
-        {
-            let guard = self.sender.read().unwrap_or_else(PoisonError::into_inner);
-            let sender = guard.as_ref().ok_or_else(shutting_down)?;
-            sender.try_send(Box::new(Op::new(run, reply))).map_err(|e| match e {
-                TrySendError::Full(_) => StoreError::Overloaded,
-                TrySendError::Closed(_) => shutting_down(),
-            })?;
-        }
+        let answer = self.enqueue(run)?;
         answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+    }
+
+    /// Puts a job in the writer's queue without waiting: jobs enqueued one after another
+    /// are applied in that order. Returns where the committed result will arrive.
+    fn enqueue<T, F>(&self, run: F) -> StoreResult<oneshot::Receiver<StoreResult<T>>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriteCtx) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let guard = self.sender.read().unwrap_or_else(PoisonError::into_inner);
+        let sender = guard.as_ref().ok_or_else(shutting_down)?;
+        sender.try_send(Box::new(Op::new(run, reply))).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Overloaded,
+            TrySendError::Closed(_) => shutting_down(),
+        })?;
+        Ok(answer)
     }
 }
 
@@ -262,37 +271,29 @@ mod tests {
 
     type TestJob<T> = Box<dyn FnOnce(&Connection, &mut WriteCtx) -> StoreResult<T> + Send>;
 
-    /// Submits a job that holds the writer for a moment, then `jobs` in order while it does,
-    /// so that they all go into the batch after it. Returns the jobs' answers.
-    async fn one_batch<T: Send + 'static>(
-        store: &Arc<SqliteStore>,
-        jobs: Vec<TestJob<T>>,
-    ) -> Vec<StoreResult<T>> {
-        let blocker = tokio::spawn({
-            let store = store.clone();
-            async move {
-                store
-                    .submit(|_, _| {
-                        std::thread::sleep(Duration::from_millis(300));
-                        Ok(())
-                    })
-                    .await
-            }
-        });
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut tasks = Vec::new();
-        for job in jobs {
-            let store = store.clone();
-            tasks.push(tokio::spawn(async move { store.submit(job).await }));
-            // Queued in this order (each is queued before its task first waits).
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    /// Holds the writer inside a job of its own, queues `jobs` in order meanwhile, then lets
+    /// it go: the writer finds them all waiting and takes them into one batch, after the
+    /// holder's. Returns the jobs' answers.
+    async fn one_batch<T: Send + 'static>(store: &SqliteStore, jobs: Vec<TestJob<T>>) -> Vec<StoreResult<T>> {
+        let (holding, held) = oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder = store
+            .enqueue(move |_, _| {
+                let _ = holding.send(());
+                let _ = released.recv();
+                Ok(())
+            })
+            .unwrap();
+        // The writer runs the holder: its batch is closed, so the jobs wait for the next.
+        held.await.unwrap();
+        let answers: Vec<_> = jobs.into_iter().map(|job| store.enqueue(job).unwrap()).collect();
+        release.send(()).unwrap();
+        holder.await.unwrap().unwrap();
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap());
         }
-        blocker.await.unwrap().unwrap();
-        let mut answers = Vec::new();
-        for t in tasks {
-            answers.push(t.await.unwrap());
-        }
-        answers
+        results
     }
 
     fn app_names(store: &SqliteStore) -> Vec<String> {
@@ -312,14 +313,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_that_fails_before_writing_leaves_its_batch_and_the_change_sequence_whole() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&Options::new(dir.path())).unwrap());
+        let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
         let refused: TestJob<i64> = Box::new(|_, ctx| {
             ctx.next_seq();
             Err(StoreError::ApplicationNotFound)
         });
         let answers = one_batch(&store, vec![insert("first"), refused, insert("third")]).await;
         let stats = store.writer_stats();
-        assert_eq!((stats.commits, stats.largest_batch), (2, 3), "the blocker's batch, then the jobs' one");
+        assert_eq!((stats.commits, stats.largest_batch), (2, 3), "the holder's batch, then the jobs' one");
         assert_eq!(answers[0].as_ref().ok(), Some(&1));
         assert!(matches!(answers[1], Err(StoreError::ApplicationNotFound)), "{:?}", answers[1]);
         // The refused job's sequence number was given back: the sequence stays dense.
@@ -330,7 +331,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_job_that_fails_after_writing_rolls_back_its_whole_batch_and_the_writer_carries_on() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&Options::new(dir.path())).unwrap());
+        let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
         let half_written: TestJob<i64> = Box::new(|db, ctx| {
             let token = AppToken::generate().unwrap();
             queries::insert_application(db, ctx, token, AppName::parse("half".to_owned()).unwrap())?;
@@ -435,7 +436,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_database_error_fails_its_batch_even_when_it_wrote_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(&Options::new(dir.path())).unwrap());
+        let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
         let broken: TestJob<i64> = Box::new(|db, _| {
             db.execute("INSERT INTO no_such_table VALUES (1)", []).map_err(map_err)?;
             Ok(0)
