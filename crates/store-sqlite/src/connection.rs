@@ -38,9 +38,9 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> rusqlite::Resu
 
 /// Keeps cached statements prepared. The bundled SQLite is built with STAT4, which marks
 /// statements to be re-prepared whenever a parameter used by the planner is bound again —
-/// that is, on every call of a cached statement (measured: a GET spent most of its time in
-/// SQLite's parser). The query planner stability guarantee turns that off; every plan here
-/// is a plain index lookup anyway (see `queries::tests`).
+/// that is, on every call of a cached statement, which then spends its time in SQLite's
+/// parser. The query planner stability guarantee turns that off; every plan here is a plain
+/// index lookup anyway (see `queries::tests`).
 fn stable_plans(db: &Connection) -> rusqlite::Result<()> {
     db.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(drop)
 }
