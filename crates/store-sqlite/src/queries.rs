@@ -10,7 +10,7 @@ use chatd_core::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::map_err;
+use crate::connection::map_err;
 use crate::writer::WriteCtx;
 
 /// A page query in both directions, indexed by `Order as usize`.
@@ -37,16 +37,18 @@ const LIST_MESSAGES: [&str; 2] = ordered_pair!(
 const APPLICATION_ID: &str = "SELECT id FROM applications WHERE token = ?1";
 const CHAT_ROW: &str = "SELECT c.id, c.messages_count FROM applications a \
     JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1";
-pub(crate) const INSERT_APPLICATION: &str =
+const INSERT_APPLICATION: &str =
     "INSERT INTO applications (token, name, chats_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
 const RENAME_APPLICATION: &str =
     "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 RETURNING chats_count, created_at";
 const APPLICATION_FOR_CHAT: &str = "SELECT id, chats_count FROM applications WHERE token = ?1";
-pub(crate) const INSERT_CHAT: &str = "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
+const INSERT_CHAT: &str = "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
 const BUMP_CHATS_COUNT: &str = "UPDATE applications SET chats_count = ?2 WHERE id = ?1";
-pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq, created_seq) \
+const INSERT_MESSAGE: &str = "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq, created_seq) \
     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5)";
 const BUMP_MESSAGES_COUNT: &str = "UPDATE chats SET messages_count = ?2 WHERE id = ?1";
+const CHATS_COUNT: &str = "SELECT chats_count FROM applications WHERE id = ?1";
+const MESSAGES_COUNT: &str = "SELECT messages_count FROM chats WHERE id = ?1";
 const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
     WHERE chat_id = ?1 AND number = ?2 RETURNING created_at";
 const GET_APPLICATION: &str =
@@ -151,11 +153,24 @@ pub(crate) fn insert_chat(db: &Connection, ctx: &mut WriteCtx, token: &AppToken)
         .and_then(|mut s| s.query_row([token.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .db()?
         .ok_or(StoreError::ApplicationNotFound)?;
+    append_chat(db, ctx, app_id, count).map(|(number, _)| number)
+}
+
+/// Adds chat number `count + 1` to the application whose row id is `app_id` and whose chat
+/// count, read in this transaction, is `count`; raises the count to match. Returns the new
+/// chat's number and row id. The writer and the bulk loader both number chats here.
+pub(crate) fn append_chat(
+    db: &Connection,
+    ctx: &mut WriteCtx,
+    app_id: i64,
+    count: i64,
+) -> StoreResult<(ChatNumber, i64)> {
     let number = count + 1;
     let now = ctx.now.as_millis();
     db.prepare_cached(INSERT_CHAT).and_then(|mut s| s.execute(params![app_id, number, now])).db()?;
+    let id = db.last_insert_rowid();
     db.prepare_cached(BUMP_CHATS_COUNT).and_then(|mut s| s.execute(params![app_id, number])).db()?;
-    ChatNumber::try_from(number).map_err(StoreError::internal)
+    Ok((ChatNumber::try_from(number).map_err(StoreError::internal)?, id))
 }
 
 pub(crate) fn insert_message(
@@ -166,6 +181,19 @@ pub(crate) fn insert_message(
     body: &MessageBody,
 ) -> StoreResult<MessageNumber> {
     let (chat_id, count) = chat_row(db, token, chat)?;
+    append_message(db, ctx, chat_id, count, body)
+}
+
+/// Adds message number `count + 1` to the chat whose row id is `chat_id` and whose message
+/// count, read in this transaction, is `count`, stamped with the next change sequence;
+/// raises the count to match. The writer and the bulk loader both number messages here.
+pub(crate) fn append_message(
+    db: &Connection,
+    ctx: &mut WriteCtx,
+    chat_id: i64,
+    count: i64,
+    body: &MessageBody,
+) -> StoreResult<MessageNumber> {
     let number = count + 1;
     let now = ctx.now.as_millis();
     let seq = ctx.next_seq();
@@ -209,6 +237,22 @@ pub(crate) fn update_message(
 pub(crate) fn probe_write(db: &Connection) -> StoreResult<()> {
     let id: i64 = db.query_row("PRAGMA application_id", [], |r| r.get(0)).db()?;
     db.execute_batch(&format!("PRAGMA application_id = {id}")).db()
+}
+
+// ---------------------------------------------------------------- counts by row id (bulk loader)
+
+/// The chat count of the application whose row id is `app_id`.
+pub(crate) fn chats_count(db: &Connection, app_id: i64) -> StoreResult<i64> {
+    count(db, CHATS_COUNT, app_id)?.ok_or(StoreError::ApplicationNotFound)
+}
+
+/// The message count of the chat whose row id is `chat_id`.
+pub(crate) fn messages_count(db: &Connection, chat_id: i64) -> StoreResult<i64> {
+    count(db, MESSAGES_COUNT, chat_id)?.ok_or(StoreError::ChatNotFound)
+}
+
+fn count(db: &Connection, sql: &str, id: i64) -> StoreResult<Option<i64>> {
+    db.prepare_cached(sql).and_then(|mut s| s.query_row([id], |r| r.get(0)).optional()).db()
 }
 
 // ---------------------------------------------------------------- search source and feed
@@ -404,6 +448,8 @@ mod tests {
             BUMP_CHATS_COUNT,
             INSERT_MESSAGE,
             BUMP_MESSAGES_COUNT,
+            CHATS_COUNT,
+            MESSAGES_COUNT,
             UPDATE_MESSAGE,
             GET_APPLICATION,
             GET_CHAT,

@@ -11,7 +11,7 @@ use chatd_core::{StoreError, error::StoreResult};
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
-use crate::{map_err, open_reader};
+use crate::connection::{map_err, open_reader};
 
 /// Read-only connections to one database file, reused between calls.
 #[derive(Debug)]
@@ -51,17 +51,14 @@ impl Idle {
 /// recent lookups' wall time, each counted up to [`Pace::CAP`].
 ///
 /// Served from memory, a lookup takes microseconds, and running it right on the request's
-/// thread saves handing it to another thread and back (about half of a GET's CPU: 18–23 µs
-/// per GET of one message inline against 32–39 through the pool in the rounds that decided
-/// it; docs/benchmarks-log.md). A lookup that must read the disk (a database larger than the
-/// memory that caches it) takes as long as those reads, and inline it would hold that async
-/// thread and every connection sharing it: measured with the database three times the
-/// memory allowed, a `GET /health` beside random message GETs took a median 3.3 ms inline
-/// against 0.2–0.3 through the pool (docs/benchmarks-log.md). So lookups go to the pool
-/// while the average is at or above [`Pace::INLINE_BELOW`], and come back once lookups are
-/// quick again (those on the pool are timed too). It is one average: while most lookups are
-/// served from memory, the few that read the disk still run inline; and wall time counts a
-/// thread preempted mid-lookup too, which [`Pace::CAP`] bounds.
+/// thread saves handing it to another thread and back, a large part of a GET's CPU. A
+/// lookup that must read the disk (a database larger than the memory that caches it) takes
+/// as long as those reads, and inline it would hold that async thread and every connection
+/// sharing it, `GET /health` included. So lookups go to the pool while the average is at or above
+/// [`Pace::INLINE_BELOW`], and come back once lookups are quick again (those on the pool
+/// are timed too). It is one average: while most lookups are served from memory, the few
+/// that read the disk still run inline; and wall time counts a thread preempted
+/// mid-lookup too, which [`Pace::CAP`] bounds.
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
     average_ns: AtomicU64,

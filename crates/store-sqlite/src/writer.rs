@@ -12,7 +12,7 @@ use chatd_core::{StoreError, Timestamp, error::StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::map_err;
+use crate::connection::map_err;
 
 /// What a job sees while it runs: the batch's clock and the change sequence to stamp rows.
 #[derive(Debug)]
@@ -22,6 +22,11 @@ pub(crate) struct WriteCtx {
 }
 
 impl WriteCtx {
+    /// A context whose change sequence continues after `last_seq`.
+    pub fn new(now: Timestamp, last_seq: i64) -> Self {
+        WriteCtx { now, last_seq }
+    }
+
     /// The next value of the change sequence; strictly increasing in commit order.
     pub fn next_seq(&mut self) -> i64 {
         self.last_seq += 1;
@@ -210,7 +215,7 @@ fn run(
             }
         }
         let size = batch.len();
-        let mut ctx = WriteCtx { now: Timestamp::now(), last_seq };
+        let mut ctx = WriteCtx::new(Timestamp::now(), last_seq);
         let failure = commit_batch(&db, &mut batch, &mut ctx).err();
         match &failure {
             None => {
