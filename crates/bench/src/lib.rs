@@ -23,22 +23,6 @@ use chatd_server::config::Synchronous;
 use client::{Call, Conn, Lateness, Pace, RunStats};
 use data::{Rng, Words};
 use memory::{CpuMeter, CpuUse, MemorySampler, status_mb};
-use servers::FloorStore;
-
-/// One step of the floor's ladder, as measured.
-struct LadderStep {
-    /// Its place in the report (the steps run in a shuffled order).
-    rank: usize,
-    store: FloorStore,
-    /// Its place in this run's order, from 1.
-    position: usize,
-    stats: RunStats,
-    cpu: CpuUse,
-    /// Its p99 at chatd's half rate, in ms.
-    p99: f64,
-    /// With a search index: how long the index took to cover every commit after the closed loop.
-    behind: Option<Duration>,
-}
 
 /// Command-line options.
 #[derive(Debug, Clone, Parser)]
@@ -62,19 +46,13 @@ pub struct Opts {
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
-    /// chatd's `synchronous` setting (`full` fsyncs every commit; `normal` does not).
+    /// chatd's and the durable floor's `synchronous` setting (`full` fsyncs every commit;
+    /// `normal` does not).
     #[arg(long, value_enum, default_value_t = Synchronous::Full)]
     pub synchronous: Synchronous,
     /// chatd's `--index-commit-interval` (milliseconds).
     #[arg(long, default_value_t = 200)]
     pub index_commit_interval: u64,
-    /// After the durable floor, its steps in a shuffled order: the same floor storing nothing
-    /// (the hand-off to its writer thread alone), appending to a file with an `fdatasync` per
-    /// batch, in SQLite with `synchronous=NORMAL` and `FULL`, and with `FULL` plus the leanest
-    /// tantivy gram index or chatd's own search index: what each step costs, each in a closed
-    /// loop and at chatd's half rate (12 more runs).
-    #[arg(long)]
-    pub floor_ladder: bool,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
     pub smoke: bool,
@@ -298,54 +276,12 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     println!("durable floor");
     memory.phase("durable floor");
     let floor_dir = tempfile::tempdir()?;
-    let floor =
-        servers::start_floor(opts.server_threads, floor_dir.path(), FloorStore::Sqlite(opts.synchronous))?;
+    let floor = servers::start_floor(opts.server_threads, floor_dir.path(), opts.synchronous)?;
     let (f_msg, f_msg_cpu) = measured_creates(floor.addr, &b_targets, Pace::Closed)?;
     check(&mut report, "durable floor", &f_msg, true);
     let (f_open, _) = measured_creates(floor.addr, &b_targets, Pace::Open { rate: half })?;
     check(&mut report, "durable floor open loop", &f_open, true);
     floor.stop();
-    // Its steps, each alone, closed loop: what the hand-off, a durable append and SQLite cost.
-    // In a shuffled order: the machine drifts within a run, and a fixed order would put that
-    // drift into the differences between steps. Reported in the table's order.
-    let mut ladder = Vec::new();
-    if opts.floor_ladder {
-        let mut steps = [
-            (0, FloorStore::HandOff),
-            (1, FloorStore::File),
-            (2, FloorStore::Sqlite(Synchronous::Normal)),
-            (3, FloorStore::Sqlite(Synchronous::Full)),
-            (4, FloorStore::Grams),
-            (5, FloorStore::Indexed),
-        ];
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let mut rng = Rng::new(seed.as_nanos() as u64);
-        for i in (1..steps.len()).rev() {
-            steps.swap(i, rng.below(i + 1));
-        }
-        for (position, (rank, store)) in steps.into_iter().enumerate() {
-            let dir = tempfile::tempdir()?;
-            let server = servers::start_floor(opts.server_threads, dir.path(), store)?;
-            let (stats, cpu) = measured_creates(server.addr, &b_targets, Pace::Closed)?;
-            check(&mut report, &format!("floor ladder: {store}"), &stats, true);
-            // How far its index, if any, was behind when the load stopped.
-            let behind = store.index_dir().map(|_| server.wait_indexed());
-            // And its tail at chatd's half rate and schedule, as the floor's.
-            let (open, _) = measured_creates(server.addr, &b_targets, Pace::Open { rate: half })?;
-            check(&mut report, &format!("floor ladder: {store}, open loop"), &open, true);
-            server.stop();
-            ladder.push(LadderStep {
-                rank,
-                store,
-                position: position + 1,
-                stats,
-                cpu,
-                p99: open.ms(0.99),
-                behind,
-            });
-        }
-        ladder.sort_by_key(|step| step.rank);
-    }
 
     let ratio = |a: &RunStats, b: &RunStats| a.rate() / b.rate();
     report.add(
@@ -370,30 +306,6 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         ),
         "",
     );
-    if !ladder.is_empty() {
-        let steps: Vec<String> = ladder
-            .iter()
-            .map(|step| {
-                let behind = step.behind.map(|d| format!("; index caught up {} ms after", d.as_millis()));
-                format!(
-                    "{} {:.0} req/s (ratio {:.2}; {:.0} µs per create; p99 {:.2} ms at chatd's half rate; run {} of {}{})",
-                    step.store,
-                    step.stats.rate(),
-                    ratio(&step.stats, &b_msg),
-                    step.cpu.process_us_per(step.stats.requests),
-                    step.p99,
-                    step.position,
-                    ladder.len(),
-                    behind.unwrap_or_default()
-                )
-            })
-            .collect();
-        report.add(
-            "floor ladder: the floor's writer thread storing nothing, then more (run in a shuffled order)",
-            steps.join("; "),
-            "",
-        );
-    }
     report.add(
         "create-message latency, closed loop",
         format!("p50 {:.2} / p99 {:.2} / p99.9 {:.2} ms", empty.ms(0.5), empty.ms(0.99), empty.ms(0.999)),
