@@ -10,8 +10,18 @@ fn smoke_run_measures_every_figure_and_every_check_passes() {
     for figure in [
         "create-message throughput",
         "durable floor",
+        "create-message latency, closed loop",
+        "create-chat throughput",
+        "create-message latency at half the max rate",
+        "create-chat latency at the same offered rate",
+        "GET one message",
+        "GET one list page",
+        "create-to-readable",
         "create-to-searchable lag",
+        "rows per commit",
+        "database / index size",
         "search latency",
+        "create-message throughput with 3000 stored ÷ empty",
         "peak RSS",
     ] {
         assert!(
