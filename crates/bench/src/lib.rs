@@ -1,5 +1,6 @@
-//! chatd's benchmark (see BENCHMARKS.md): drives chatd and a bare axum baseline with the
-//! same client and connections in one run, and prints every figure as a Markdown table.
+//! chatd's benchmark (see BENCHMARKS.md): drives chatd, a bare axum baseline and a durable
+//! floor with the same client and connections in one run, and prints every figure as a
+//! Markdown table.
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -68,8 +69,8 @@ pub struct Opts {
     #[arg(long, value_parser = parse_url)]
     pub url: Option<ServerUrl>,
     /// Write the half-rate runs' requests by 100 ms window to this CSV file (`run,start_s,
-    /// requests,late,max_ms`; `start_s` on CLOCK_MONOTONIC, as `perf record -k
-    /// CLOCK_MONOTONIC` stamps its samples), to line stalls up with a trace.
+    /// requests,late,max_ms,client_wake_max_ms`; `start_s` on CLOCK_MONOTONIC, as `perf
+    /// record -k CLOCK_MONOTONIC` stamps its samples), to line stalls up with a trace.
     #[arg(long)]
     pub timeline: Option<std::path::PathBuf>,
 }

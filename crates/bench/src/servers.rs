@@ -73,7 +73,8 @@ fn runtime(workers: usize) -> tokio::runtime::Runtime {
         .expect("a runtime")
 }
 
-/// chatd with its defaults (but `synchronous`) on `dir`, API on port 0.
+/// chatd with its defaults but `synchronous` and the index commit interval (the options')
+/// on `dir`, full API on a free port, no creation listener.
 pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
     let workers = opts.server_threads;
     let mut config = Config::ephemeral(dir);
