@@ -43,7 +43,7 @@ pub struct Opts {
     /// Chats the preloaded messages are spread over (plus one chat holding a tenth of them).
     #[arg(long, default_value_t = 1000)]
     pub chats: usize,
-    /// Worker threads of the server's runtime (chatd and baseline alike).
+    /// Worker threads of the server's runtime (chatd, the baseline and the durable floor alike).
     #[arg(long, default_value_t = 2)]
     pub server_threads: usize,
     /// Worker threads of the load generator's runtime.
@@ -68,9 +68,10 @@ pub struct Opts {
     /// segments, its memory) and the preloaded scale figures are skipped.
     #[arg(long, value_parser = parse_url)]
     pub url: Option<ServerUrl>,
-    /// Write the half-rate runs' requests by 100 ms window to this CSV file (`run,start_s,
-    /// requests,late,max_ms,client_wake_max_ms`; `start_s` on CLOCK_MONOTONIC, as `perf
-    /// record -k CLOCK_MONOTONIC` stamps its samples), to line stalls up with a trace.
+    /// Write the half-rate runs' requests by 100 ms window to this CSV file, with the
+    /// columns `run,start_s,requests,late,max_ms,client_wake_max_ms` (`start_s` on
+    /// CLOCK_MONOTONIC, as `perf record -k CLOCK_MONOTONIC` stamps its samples), to line
+    /// stalls up with a trace.
     #[arg(long)]
     pub timeline: Option<std::path::PathBuf>,
 }
