@@ -1,5 +1,6 @@
-//! chatd's benchmark (see BENCHMARKS.md): drives chatd and a bare axum baseline with the
-//! same client and connections in one run, and prints every figure as a Markdown table.
+//! chatd's benchmark (see BENCHMARKS.md): drives chatd, a bare axum baseline and a durable
+//! floor with the same client and connections in one run, and prints every figure as a
+//! Markdown table.
 #![forbid(unsafe_code)]
 
 pub mod client;
@@ -19,26 +20,12 @@ use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
+use chatd_core::{AppToken, ChatNumber};
 use chatd_server::config::Synchronous;
+use chatd_store_sqlite::WriterStatsSnapshot;
 use client::{Call, Conn, Lateness, Pace, RunStats};
 use data::{Rng, Words};
 use memory::{CpuMeter, CpuUse, MemorySampler, status_mb};
-use servers::FloorStore;
-
-/// One step of the floor's ladder, as measured.
-struct LadderStep {
-    /// Its place in the report (the steps run in a shuffled order).
-    rank: usize,
-    store: FloorStore,
-    /// Its place in this run's order, from 1.
-    position: usize,
-    stats: RunStats,
-    cpu: CpuUse,
-    /// Its p99 at chatd's half rate, in ms.
-    p99: f64,
-    /// With a search index: how long the index took to cover every commit after the closed loop.
-    behind: Option<Duration>,
-}
 
 /// Command-line options.
 #[derive(Debug, Clone, Parser)]
@@ -56,25 +43,19 @@ pub struct Opts {
     /// Chats the preloaded messages are spread over (plus one chat holding a tenth of them).
     #[arg(long, default_value_t = 1000)]
     pub chats: usize,
-    /// Worker threads of the server's runtime (chatd and baseline alike).
+    /// Worker threads of the server's runtime (chatd, the baseline and the durable floor alike).
     #[arg(long, default_value_t = 2)]
     pub server_threads: usize,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 2)]
     pub client_threads: usize,
-    /// chatd's `synchronous` setting (`full` fsyncs every commit; `normal` does not).
+    /// chatd's and the durable floor's `synchronous` setting (`full` fsyncs every commit;
+    /// `normal` does not).
     #[arg(long, value_enum, default_value_t = Synchronous::Full)]
     pub synchronous: Synchronous,
     /// chatd's `--index-commit-interval` (milliseconds).
     #[arg(long, default_value_t = 200)]
     pub index_commit_interval: u64,
-    /// After the durable floor, its steps in a shuffled order: the same floor storing nothing
-    /// (the hand-off to its writer thread alone), appending to a file with an `fdatasync` per
-    /// batch, in SQLite with `synchronous=NORMAL` and `FULL`, and with `FULL` plus the leanest
-    /// tantivy gram index or chatd's own search index: what each step costs, each in a closed
-    /// loop and at chatd's half rate (12 more runs).
-    #[arg(long)]
-    pub floor_ladder: bool,
     /// A seconds-long run with tiny data that only proves the benchmark works (for CI).
     #[arg(long)]
     pub smoke: bool,
@@ -87,9 +68,10 @@ pub struct Opts {
     /// segments, its memory) and the preloaded scale figures are skipped.
     #[arg(long, value_parser = parse_url)]
     pub url: Option<ServerUrl>,
-    /// Write the half-rate runs' requests by 100 ms window to this CSV file (`run,start_s,
-    /// requests,late,max_ms`; `start_s` on CLOCK_MONOTONIC, as `perf record -k
-    /// CLOCK_MONOTONIC` stamps its samples), to line stalls up with a trace.
+    /// Write the half-rate runs' requests by 100 ms window to this CSV file, with the
+    /// columns `run,start_s,requests,late,max_ms,client_wake_max_ms` (`start_s` on
+    /// CLOCK_MONOTONIC, as `perf record -k CLOCK_MONOTONIC` stamps its samples), to line
+    /// stalls up with a trace.
     #[arg(long)]
     pub timeline: Option<std::path::PathBuf>,
 }
@@ -204,22 +186,11 @@ fn ms(h: &Histogram<u64>, q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1000.0
 }
 
-/// Runs every scenario and returns the report.
+/// Runs every scenario and returns the report: chatd's runs, then the baseline's and the
+/// durable floor's at the same offered rates, then the figures that compare them, the scale
+/// figures and the memory.
 pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     opts.apply_smoke();
-    let client = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opts.client_threads)
-        .thread_name("client")
-        .enable_all()
-        .build()?;
-    let mut report = Report { checks_passed: true, ..Report::default() };
-    let memory = MemorySampler::start(if opts.url.is_some() {
-        "load generator (chatd in another process)"
-    } else {
-        "chatd, empty database"
-    });
-    let words = Words::new(5000);
-    let duration = Duration::from_secs(opts.seconds);
     // Created now, so that a path that cannot be written fails before the runs, not after.
     let timeline = match &opts.timeline {
         Some(path) => {
@@ -227,10 +198,183 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         }
         None => None,
     };
+    let bench = Bench::new(&opts)?;
+    let mut report = Report { checks_passed: true, ..Report::default() };
 
-    // ---------------------------------------------------------------- chatd, empty
+    let (chatd, page) = chatd_runs(&bench, &mut report)?;
+    let baseline = baseline_runs(&bench, page, chatd.half_rate, &mut report)?;
+    let floor = floor_runs(&bench, chatd.half_rate, &mut report)?;
+
+    report_creates(&mut report, &chatd, &baseline, &floor);
+    report_half_rate(&mut report, &chatd, &baseline, timeline)?;
+    report_cpu(&mut report, &opts, &chatd, &baseline, &floor);
+    report_reads(&mut report, &chatd.reads, &baseline.reads);
+    report_lag(&mut report, &chatd.lag);
+    if opts.url.is_some() {
+        report.note(
+            "chatd ran in another process (with its own settings and worker threads; the \
+             baseline in this one): its memory, rows per commit, index segments and the \
+             preloaded scale figures were not measured"
+                .into(),
+        );
+    } else if opts.preload > 0 {
+        scale(&bench, &mut report)?;
+    }
+    memory_figures(&bench.memory, &mut report);
+    Ok(report)
+}
+
+/// What every scenario shares: the options, the load generator's runtime, the words message
+/// bodies are made of, how long a measured run lasts, and the memory sampler.
+struct Bench<'a> {
+    opts: &'a Opts,
+    client: tokio::runtime::Runtime,
+    words: Words,
+    duration: Duration,
+    memory: MemorySampler,
+}
+
+/// A server as the scenarios drive it.
+#[derive(Clone, Copy)]
+struct Subject<'a> {
+    /// Its name in the notes of failed checks.
+    name: &'a str,
+    addr: SocketAddr,
+    /// Its chats: the path to create messages in (and to list them), and the path to
+    /// create chats in its application.
+    targets: &'a [(String, String)],
+    /// Whether it numbers each chat's messages (and each application's chats) 1, 2, 3…; the
+    /// baseline counts them all with one counter.
+    numbered: bool,
+}
+
+/// A create-message run and the CPU it used.
+struct Creates {
+    stats: RunStats,
+    cpu: CpuUse,
+}
+
+/// GET of one message, and of one page of a chat's list.
+struct Reads {
+    message: RunStats,
+    page: RunStats,
+}
+
+/// What the lag probes measured during a closed-loop create flood.
+struct Lag {
+    flood: RunStats,
+    /// Microseconds from a probe's 201 to the first GET that returned its message.
+    readable: Histogram<u64>,
+    /// Microseconds from a probe's 201 to the first search that found its message.
+    searchable: Histogram<u64>,
+    /// Segments of chatd's search index at the end (chatd in this process only).
+    segments: Option<usize>,
+    /// chatd's writer statistics before and after the flood (chatd in this process only).
+    writer: Option<(WriterStatsSnapshot, WriterStatsSnapshot)>,
+}
+
+/// chatd's runs, in the order they ran.
+struct ChatdRuns {
+    closed: Creates,
+    chats: RunStats,
+    /// Half of `closed`'s rate: the rate offered in every open-loop run.
+    half_rate: f64,
+    /// Create-message at `half_rate`, open loop.
+    half: Creates,
+    /// Create-chat at `half_rate`, open loop.
+    half_chats: RunStats,
+    lag: Lag,
+    reads: Reads,
+}
+
+/// The baseline's runs, the same as chatd's but the lag probes and the half-rate chats.
+struct BaselineRuns {
+    closed: Creates,
+    chats: RunStats,
+    half: Creates,
+    reads: Reads,
+}
+
+/// The durable floor's create-message runs.
+struct FloorRuns {
+    closed: Creates,
+    half: Creates,
+}
+
+impl<'a> Bench<'a> {
+    fn new(opts: &'a Opts) -> anyhow::Result<Self> {
+        let client = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(opts.client_threads)
+            .thread_name("client")
+            .enable_all()
+            .build()?;
+        let memory = MemorySampler::start(if opts.url.is_some() {
+            "load generator (chatd in another process)"
+        } else {
+            "chatd, empty database"
+        });
+        let (words, duration) = (Words::new(5000), Duration::from_secs(opts.seconds));
+        Ok(Bench { opts, client, words, duration, memory })
+    }
+
+    /// Create-message at `pace` over every chat of `s`, with the CPU it used; checked.
+    fn creates(&self, s: Subject, pace: Pace, report: &mut Report) -> anyhow::Result<Creates> {
+        let (stats, cpu) =
+            CpuMeter::measure(|| self.client.block_on(create_messages(self, s.addr, s.targets, pace)))?;
+        check(report, &format!("{} create-message, {}", s.name, pace_name(pace)), &stats, s.numbered);
+        Ok(Creates { stats, cpu })
+    }
+
+    /// Create-chat at `pace` in every application of `s`; checked.
+    fn chat_creates(&self, s: Subject, pace: Pace, report: &mut Report) -> anyhow::Result<RunStats> {
+        let stats = self.client.block_on(create_chats(self, s.addr, s.targets, pace))?;
+        check(report, &format!("{} create-chat, {}", s.name, pace_name(pace)), &stats, s.numbered);
+        Ok(stats)
+    }
+
+    /// GET of one message, then of one list page, each in a closed loop; checked.
+    fn reads(&self, s: Subject, report: &mut Report) -> anyhow::Result<Reads> {
+        let message = self.client.block_on(gets(self, s.addr, s.targets, false))?;
+        check(report, &format!("{} GET message", s.name), &message, false);
+        let page = self.client.block_on(gets(self, s.addr, s.targets, true))?;
+        check(report, &format!("{} GET list page", s.name), &page, false);
+        Ok(Reads { message, page })
+    }
+
+    /// A closed-loop create flood on `chatd` while two probes in `probe_chat` time how long
+    /// a new message takes to be readable and searchable; with chatd's writer statistics
+    /// over the flood and its index segments after it, when chatd runs in this process.
+    fn lag_probes(
+        &self,
+        chatd: &servers::Running,
+        dir: &Path,
+        s: Subject,
+        probe_chat: (String, String),
+        report: &mut Report,
+    ) -> anyhow::Result<Lag> {
+        let before = chatd.chatd.as_ref().map(|store| store.writer_stats());
+        let (flood, (readable, searchable)) =
+            self.client.block_on(sustained_with_lag(self, s.addr, s.targets, probe_chat))?;
+        check(report, &format!("{} create-message, sustained", s.name), &flood, s.numbered);
+        let segments = chatd.chatd.is_some().then(|| index_segments(dir));
+        let writer = before.zip(chatd.chatd.as_ref().map(|store| store.writer_stats()));
+        Ok(Lag { flood, readable, searchable, segments, writer })
+    }
+}
+
+fn pace_name(pace: Pace) -> &'static str {
+    match pace {
+        Pace::Closed => "closed loop",
+        Pace::Open { .. } => "open loop",
+    }
+}
+
+/// chatd on an empty database (or the one at `--url`): create-message and create-chat in a
+/// closed loop, then both at half the create-message rate, the lag probes, and the reads.
+/// Returns them with a page of 100 messages as chatd lists it, for the baseline to answer with.
+fn chatd_runs(bench: &Bench, report: &mut Report) -> anyhow::Result<(ChatdRuns, Value)> {
     let dir = tempfile::tempdir()?;
-    let chatd = match &opts.url {
+    let chatd = match &bench.opts.url {
         Some(url) => {
             let addr = url.reachable()?;
             println!("chatd at {addr} (another process)");
@@ -238,123 +382,76 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         }
         None => {
             println!("chatd on an empty database");
-            servers::start_chatd(dir.path(), &opts)?
+            servers::start_chatd(dir.path(), bench.opts)?
         }
     };
-    // A create-message run with the CPU it used (chatd's and the baseline's, both paces).
-    let measured_creates = |addr: SocketAddr, targets: &[(String, String)], pace: Pace| {
-        CpuMeter::measure(|| client.block_on(create_messages(&opts, addr, targets, pace, duration, &words)))
-    };
-    let (targets, lag_chat) = client.block_on(setup(chatd.addr, 2, 5))?;
-    let (empty, empty_cpu) = measured_creates(chatd.addr, &targets, Pace::Closed)?;
-    check(&mut report, "create-message", &empty, true);
-    let chats = client.block_on(create_chats(&opts, chatd.addr, &targets, Pace::Closed, duration))?;
-    check(&mut report, "create-chat", &chats, true);
-    let half = empty.rate() / 2.0;
-    let (open, open_cpu) = measured_creates(chatd.addr, &targets, Pace::Open { rate: half })?;
-    check(&mut report, "create-message open loop", &open, true);
+    let (targets, probe_chat) = bench.client.block_on(setup(chatd.addr, 2, 5))?;
+    let s = Subject { name: "chatd", addr: chatd.addr, targets: &targets, numbered: true };
+    let closed = bench.creates(s, Pace::Closed, report)?;
+    let chats = bench.chat_creates(s, Pace::Closed, report)?;
+    let half_rate = closed.stats.rate() / 2.0;
+    let half = bench.creates(s, Pace::Open { rate: half_rate }, report)?;
     // The same offered rate of chat creates, which the search index never sees: tells the
     // index's share of the tail from the rest.
-    let open_chats =
-        client.block_on(create_chats(&opts, chatd.addr, &targets, Pace::Open { rate: half }, duration))?;
-    check(&mut report, "create-chat open loop", &open_chats, true);
-    let stats_before = chatd.chatd.as_ref().map(|s| s.writer_stats());
-    let (sustained, lags) = client.block_on(sustained_with_lag(
-        &opts,
-        chatd.addr,
-        &targets,
-        lag_chat.clone(),
-        duration,
-        &words,
-    ))?;
-    check(&mut report, "create-message sustained", &sustained, true);
-    let segments = chatd.chatd.is_some().then(|| index_segments(dir.path()));
-    let stats_after = chatd.chatd.as_ref().map(|s| s.writer_stats());
-    let get_one = client.block_on(gets(&opts, chatd.addr, &targets, false, duration))?;
-    check(&mut report, "GET message", &get_one, false);
-    let get_page = client.block_on(gets(&opts, chatd.addr, &targets, true, duration))?;
-    check(&mut report, "GET list page", &get_page, false);
-    let page: Value = client.block_on(async {
+    let half_chats = bench.chat_creates(s, Pace::Open { rate: half_rate }, report)?;
+    let lag = bench.lag_probes(&chatd, dir.path(), s, probe_chat, report)?;
+    let reads = bench.reads(s, report)?;
+    let page = bench.client.block_on(async {
         let mut c = Conn::open(chatd.addr).await?;
         let (_, body) = c.send(Method::GET, &format!("{}?limit=100", targets[0].0), None).await?;
         anyhow::Ok(serde_json::from_slice(&body)?)
     })?;
     chatd.stop();
+    Ok((ChatdRuns { closed, chats, half_rate, half, half_chats, lag, reads }, page))
+}
 
-    // ---------------------------------------------------------------- baseline
+/// The bare baseline, answering list pages with chatd's `page`: create-message and
+/// create-chat in a closed loop, create-message at chatd's half `rate` and schedule (the
+/// machine's own tail: same client, no storage), and the reads.
+fn baseline_runs(bench: &Bench, page: Value, rate: f64, report: &mut Report) -> anyhow::Result<BaselineRuns> {
     println!("bare axum baseline");
-    memory.phase("baseline");
-    let baseline = servers::start_baseline(opts.server_threads, page)?;
-    let b_targets = fake_targets(2, 5);
-    let (b_msg, b_msg_cpu) = measured_creates(baseline.addr, &b_targets, Pace::Closed)?;
-    let b_chat = client.block_on(create_chats(&opts, baseline.addr, &b_targets, Pace::Closed, duration))?;
-    // The machine's own tail at chatd's half rate: same client, same schedule, no storage.
-    let (b_open, b_open_cpu) = measured_creates(baseline.addr, &b_targets, Pace::Open { rate: half })?;
-    let b_get = client.block_on(gets(&opts, baseline.addr, &b_targets, false, duration))?;
-    let b_page = client.block_on(gets(&opts, baseline.addr, &b_targets, true, duration))?;
+    bench.memory.phase("baseline");
+    let baseline = servers::start_baseline(bench.opts.server_threads, page)?;
+    let targets = fake_targets(2, 5);
+    let s = Subject { name: "baseline", addr: baseline.addr, targets: &targets, numbered: false };
+    let closed = bench.creates(s, Pace::Closed, report)?;
+    let chats = bench.chat_creates(s, Pace::Closed, report)?;
+    let half = bench.creates(s, Pace::Open { rate }, report)?;
+    let reads = bench.reads(s, report)?;
     baseline.stop();
+    Ok(BaselineRuns { closed, chats, half, reads })
+}
 
-    // ---------------------------------------------------------------- durable floor
+/// The durable floor: create-message in a closed loop and at chatd's half `rate` and schedule.
+fn floor_runs(bench: &Bench, rate: f64, report: &mut Report) -> anyhow::Result<FloorRuns> {
     println!("durable floor");
-    memory.phase("durable floor");
-    let floor_dir = tempfile::tempdir()?;
-    let floor =
-        servers::start_floor(opts.server_threads, floor_dir.path(), FloorStore::Sqlite(opts.synchronous))?;
-    let (f_msg, f_msg_cpu) = measured_creates(floor.addr, &b_targets, Pace::Closed)?;
-    check(&mut report, "durable floor", &f_msg, true);
-    let (f_open, _) = measured_creates(floor.addr, &b_targets, Pace::Open { rate: half })?;
-    check(&mut report, "durable floor open loop", &f_open, true);
+    bench.memory.phase("durable floor");
+    let dir = tempfile::tempdir()?;
+    let floor = servers::start_floor(bench.opts.server_threads, dir.path(), bench.opts.synchronous)?;
+    let targets = fake_targets(2, 5);
+    let s = Subject { name: "durable floor", addr: floor.addr, targets: &targets, numbered: true };
+    let closed = bench.creates(s, Pace::Closed, report)?;
+    let half = bench.creates(s, Pace::Open { rate }, report)?;
     floor.stop();
-    // Its steps, each alone, closed loop: what the hand-off, a durable append and SQLite cost.
-    // In a shuffled order: the machine drifts within a run, and a fixed order would put that
-    // drift into the differences between steps. Reported in the table's order.
-    let mut ladder = Vec::new();
-    if opts.floor_ladder {
-        let mut steps = [
-            (0, FloorStore::HandOff),
-            (1, FloorStore::File),
-            (2, FloorStore::Sqlite(Synchronous::Normal)),
-            (3, FloorStore::Sqlite(Synchronous::Full)),
-            (4, FloorStore::Grams),
-            (5, FloorStore::Indexed),
-        ];
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        let mut rng = Rng::new(seed.as_nanos() as u64);
-        for i in (1..steps.len()).rev() {
-            steps.swap(i, rng.below(i + 1));
-        }
-        for (position, (rank, store)) in steps.into_iter().enumerate() {
-            let dir = tempfile::tempdir()?;
-            let server = servers::start_floor(opts.server_threads, dir.path(), store)?;
-            let (stats, cpu) = measured_creates(server.addr, &b_targets, Pace::Closed)?;
-            check(&mut report, &format!("floor ladder: {store}"), &stats, true);
-            // How far its index, if any, was behind when the load stopped.
-            let behind = store.index_dir().map(|_| server.wait_indexed());
-            // And its tail at chatd's half rate and schedule, as the floor's.
-            let (open, _) = measured_creates(server.addr, &b_targets, Pace::Open { rate: half })?;
-            check(&mut report, &format!("floor ladder: {store}, open loop"), &open, true);
-            server.stop();
-            ladder.push(LadderStep {
-                rank,
-                store,
-                position: position + 1,
-                stats,
-                cpu,
-                p99: open.ms(0.99),
-                behind,
-            });
-        }
-        ladder.sort_by_key(|step| step.rank);
-    }
+    Ok(FloorRuns { closed, half })
+}
 
-    let ratio = |a: &RunStats, b: &RunStats| a.rate() / b.rate();
+fn ratio(a: &RunStats, b: &RunStats) -> f64 {
+    a.rate() / b.rate()
+}
+
+/// Closed-loop creates: chatd's message rate against the baseline's and the floor's, its
+/// latency, and its chat rate against the baseline's.
+fn report_creates(report: &mut Report, chatd: &ChatdRuns, baseline: &BaselineRuns, floor: &FloorRuns) {
+    let (messages, b_messages, f_messages) =
+        (&chatd.closed.stats, &baseline.closed.stats, &floor.closed.stats);
     report.add(
         "create-message throughput",
         format!(
             "{:.0} req/s (baseline {:.0}; ratio {:.2})",
-            empty.rate(),
-            b_msg.rate(),
-            ratio(&empty, &b_msg)
+            messages.rate(),
+            b_messages.rate(),
+            ratio(messages, b_messages)
         ),
         "ratio ≥ 0.6",
     );
@@ -362,56 +459,50 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         "durable floor: the baseline's create-message plus a durable SQLite insert, group-committed",
         format!(
             "{:.0} req/s (ratio {:.2} of the baseline; chatd is {:.2} of it); p99 {:.2} ms at chatd's half rate, {}",
-            f_msg.rate(),
-            ratio(&f_msg, &b_msg),
-            ratio(&empty, &f_msg),
-            f_open.ms(0.99),
-            Lateness::of(&f_open.windows)
+            f_messages.rate(),
+            ratio(f_messages, b_messages),
+            ratio(messages, f_messages),
+            floor.half.stats.ms(0.99),
+            Lateness::of(&floor.half.stats.windows)
         ),
         "",
     );
-    if !ladder.is_empty() {
-        let steps: Vec<String> = ladder
-            .iter()
-            .map(|step| {
-                let behind = step.behind.map(|d| format!("; index caught up {} ms after", d.as_millis()));
-                format!(
-                    "{} {:.0} req/s (ratio {:.2}; {:.0} µs per create; p99 {:.2} ms at chatd's half rate; run {} of {}{})",
-                    step.store,
-                    step.stats.rate(),
-                    ratio(&step.stats, &b_msg),
-                    step.cpu.process_us_per(step.stats.requests),
-                    step.p99,
-                    step.position,
-                    ladder.len(),
-                    behind.unwrap_or_default()
-                )
-            })
-            .collect();
-        report.add(
-            "floor ladder: the floor's writer thread storing nothing, then more (run in a shuffled order)",
-            steps.join("; "),
-            "",
-        );
-    }
     report.add(
         "create-message latency, closed loop",
-        format!("p50 {:.2} / p99 {:.2} / p99.9 {:.2} ms", empty.ms(0.5), empty.ms(0.99), empty.ms(0.999)),
+        format!(
+            "p50 {:.2} / p99 {:.2} / p99.9 {:.2} ms",
+            messages.ms(0.5),
+            messages.ms(0.99),
+            messages.ms(0.999)
+        ),
         "",
     );
+    let chats = &chatd.chats;
     report.add(
         "create-chat throughput",
         format!(
             "{:.0} req/s (baseline {:.0}; ratio {:.2}); p50 {:.2} / p99 {:.2} / p99.9 {:.2} ms",
             chats.rate(),
-            b_chat.rate(),
-            ratio(&chats, &b_chat),
+            baseline.chats.rate(),
+            ratio(chats, &baseline.chats),
             chats.ms(0.5),
             chats.ms(0.99),
             chats.ms(0.999)
         ),
         "",
     );
+}
+
+/// The half-rate runs: chatd's latency against the baseline's at the same schedule, its chat
+/// creates at the same rate, when the late requests started, and the `--timeline` file.
+fn report_half_rate(
+    report: &mut Report,
+    chatd: &ChatdRuns,
+    baseline: &BaselineRuns,
+    timeline: Option<std::fs::File>,
+) -> anyhow::Result<()> {
+    let (half, open, open_chats, b_open) =
+        (chatd.half_rate, &chatd.half.stats, &chatd.half_chats, &baseline.half.stats);
     report.add(
         "create-message latency at half the max rate (open loop)",
         format!(
@@ -439,7 +530,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         use std::io::Write;
         let mut csv = format!("{}\n", client::TIMELINE_HEADER);
         for (run, stats) in
-            [("chatd-messages", &open), ("chatd-chats", &open_chats), ("baseline-messages", &b_open)]
+            [("chatd-messages", open), ("chatd-chats", open_chats), ("baseline-messages", b_open)]
         {
             csv.push_str(&client::timeline_csv(run, stats));
         }
@@ -453,11 +544,23 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         Lateness::of(&open_chats.windows),
         Lateness::of(&b_open.windows)
     ));
-    // What a request costs at full load and at the half rate: the wake-ups that full load
-    // shares among many requests, each request pays alone at half the rate.
-    let cost = |stats: &RunStats, cpu: &CpuUse| {
-        let busy = cpu.machine_busy.map_or(String::new(), |b| format!(", machine {:.0} % busy", b * 100.0));
-        format!("{:.0} µs{busy}", cpu.process_us_per(stats.requests))
+    Ok(())
+}
+
+/// What a create costs this process in CPU, and how busy the machine was: at full load and at
+/// the half rate (the wake-ups that full load shares among many requests, each request pays
+/// alone at half the rate), for chatd, the baseline and the floor.
+fn report_cpu(
+    report: &mut Report,
+    opts: &Opts,
+    chatd: &ChatdRuns,
+    baseline: &BaselineRuns,
+    floor: &FloorRuns,
+) {
+    let cost = |run: &Creates| {
+        let busy =
+            run.cpu.machine_busy.map_or(String::new(), |b| format!(", machine {:.0} % busy", b * 100.0));
+        format!("{:.0} µs{busy}", run.cpu.process_us_per(run.stats.requests))
     };
     report.note(format!(
         "CPU per create-message request of this process ({}): closed loop {}, half rate {}; baseline \
@@ -467,50 +570,55 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         } else {
             "chatd and the load generator"
         },
-        cost(&empty, &empty_cpu),
-        cost(&open, &open_cpu),
-        cost(&b_msg, &b_msg_cpu),
-        cost(&b_open, &b_open_cpu),
-        cost(&f_msg, &f_msg_cpu)
+        cost(&chatd.closed),
+        cost(&chatd.half),
+        cost(&baseline.closed),
+        cost(&baseline.half),
+        cost(&floor.closed)
     ));
-    report.add(
-        "GET one message",
-        format!(
-            "{:.0} req/s (baseline {:.0}; ratio {:.2})",
-            get_one.rate(),
-            b_get.rate(),
-            ratio(&get_one, &b_get)
-        ),
-        "",
-    );
-    report.add(
-        "GET one list page (100 messages)",
-        format!(
-            "{:.0} req/s (baseline {:.0}; ratio {:.2})",
-            get_page.rate(),
-            b_page.rate(),
-            ratio(&get_page, &b_page)
-        ),
-        "",
-    );
+}
+
+/// GET of one message and of one list page, against the baseline's.
+fn report_reads(report: &mut Report, chatd: &Reads, baseline: &Reads) {
+    for (figure, run, b_run) in [
+        ("GET one message", &chatd.message, &baseline.message),
+        ("GET one list page (100 messages)", &chatd.page, &baseline.page),
+    ] {
+        report.add(
+            figure,
+            format!("{:.0} req/s (baseline {:.0}; ratio {:.2})", run.rate(), b_run.rate(), ratio(run, b_run)),
+            "",
+        );
+    }
+}
+
+/// The lag probes: create-to-readable, create-to-searchable, and chatd's rows per commit
+/// during the flood.
+fn report_lag(report: &mut Report, lag: &Lag) {
+    let (readable, searchable) = (&lag.readable, &lag.searchable);
     report.add(
         "create-to-readable under sustained max load (the first GET after the 201)",
-        format!("p50 {:.2} / p99 {:.2} ms ({} samples)", ms(&lags.0, 0.5), ms(&lags.0, 0.99), lags.0.len()),
+        format!(
+            "p50 {:.2} / p99 {:.2} ms ({} samples)",
+            ms(readable, 0.5),
+            ms(readable, 0.99),
+            readable.len()
+        ),
         "",
     );
     report.add(
         "create-to-searchable lag under sustained max load",
         format!(
             "p50 {:.0} / p99 {:.0} ms ({} samples, {:.0} creates/s{})",
-            ms(&lags.1, 0.5),
-            ms(&lags.1, 0.99),
-            lags.1.len(),
-            sustained.rate(),
-            segments.map(|n| format!("; {n} index segments at the end")).unwrap_or_default()
+            ms(searchable, 0.5),
+            ms(searchable, 0.99),
+            searchable.len(),
+            lag.flood.rate(),
+            lag.segments.map(|n| format!("; {n} index segments at the end")).unwrap_or_default()
         ),
         "p99 ≤ 1000 ms",
     );
-    if let (Some(a), Some(b)) = (stats_before, stats_after) {
+    if let Some((a, b)) = lag.writer {
         let (commits, jobs) = (b.commits - a.commits, b.jobs - a.jobs);
         report.add(
             "rows per commit under sustained max load",
@@ -522,20 +630,6 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
             "",
         );
     }
-
-    // ---------------------------------------------------------------- at scale
-    if opts.url.is_some() {
-        report.note(
-            "chatd ran in another process (with its own settings and worker threads; the \
-             baseline in this one): its memory, rows per commit, index segments and the \
-             preloaded scale figures were not measured"
-                .into(),
-        );
-    } else if opts.preload > 0 {
-        scale(&opts, &client, &words, &memory, &mut report)?;
-    }
-    memory_figures(&memory, &mut report);
-    Ok(report)
 }
 
 /// The peak resident set of every phase in which chatd ran (the preload is the benchmark's
@@ -641,15 +735,13 @@ fn fake_targets(apps: usize, chats: usize) -> Vec<(String, String)> {
 }
 
 async fn create_messages(
-    opts: &Opts,
+    bench: &Bench<'_>,
     addr: SocketAddr,
     targets: &[(String, String)],
     pace: Pace,
-    duration: Duration,
-    words: &Words,
 ) -> anyhow::Result<RunStats> {
     let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
-    let words = words.clone();
+    let words = bench.words.clone();
     let make: client::MakeCall = Arc::new(move |c, i| {
         let tag = (c + i as usize) % targets.len();
         let mut rng = Rng::new((c as u64) << 32 | i);
@@ -660,15 +752,14 @@ async fn create_messages(
             tag: tag as i64,
         }
     });
-    client::run(addr, opts.connections, duration, pace, make, Arc::new(client::created)).await
+    client::run(addr, bench.opts.connections, bench.duration, pace, make, Arc::new(client::created)).await
 }
 
 async fn create_chats(
-    opts: &Opts,
+    bench: &Bench<'_>,
     addr: SocketAddr,
     targets: &[(String, String)],
     pace: Pace,
-    duration: Duration,
 ) -> anyhow::Result<RunStats> {
     // One chat-creation path per application; tags are applications.
     let mut apps: Vec<String> = targets.iter().map(|t| t.1.clone()).collect();
@@ -678,15 +769,14 @@ async fn create_chats(
         let tag = (c + i as usize) % apps.len();
         Call { method: Method::POST, path: apps[tag].clone(), json: None, tag: tag as i64 }
     });
-    client::run(addr, opts.connections, duration, pace, make, Arc::new(client::created)).await
+    client::run(addr, bench.opts.connections, bench.duration, pace, make, Arc::new(client::created)).await
 }
 
 async fn gets(
-    opts: &Opts,
+    bench: &Bench<'_>,
     addr: SocketAddr,
     targets: &[(String, String)],
     page: bool,
-    duration: Duration,
 ) -> anyhow::Result<RunStats> {
     let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
     let make: client::MakeCall = Arc::new(move |c, i| {
@@ -694,19 +784,17 @@ async fn gets(
         let path = if page { targets[tag].0.clone() } else { format!("{}/{}", targets[tag].0, 1 + (i % 50)) };
         Call { method: Method::GET, path, json: None, tag: tag as i64 }
     });
-    client::run(addr, opts.connections, duration, Pace::Closed, make, Arc::new(client::ok)).await
+    client::run(addr, bench.opts.connections, bench.duration, Pace::Closed, make, Arc::new(client::ok)).await
 }
 
 /// A closed-loop create flood, while probes measure how long a new message takes to be
 /// readable by GET and found by search. Returns the flood's stats and the (readable,
 /// searchable) lag histograms in microseconds.
 async fn sustained_with_lag(
-    opts: &Opts,
+    bench: &Bench<'_>,
     addr: SocketAddr,
     targets: &[(String, String)],
     probe_chat: (String, String),
-    duration: Duration,
-    words: &Words,
 ) -> anyhow::Result<(RunStats, (Histogram<u64>, Histogram<u64>))> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut probes = Vec::new();
@@ -749,7 +837,7 @@ async fn sustained_with_lag(
             Ok((readable, searchable))
         }));
     }
-    let flood = create_messages(opts, addr, targets, Pace::Closed, duration, words).await;
+    let flood = create_messages(bench, addr, targets, Pace::Closed).await;
     stop.store(true, Ordering::Relaxed);
     let (mut readable, mut searchable) = (hist(), hist());
     for p in probes {
@@ -760,23 +848,18 @@ async fn sustained_with_lag(
     Ok((flood?, (readable, searchable)))
 }
 
-/// The figures at scale: preload, index build, search latency on the big chat, create
-/// throughput with the data stored, sizes.
-fn scale(
-    opts: &Opts,
-    client: &tokio::runtime::Runtime,
-    words: &Words,
-    memory: &MemorySampler,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let n = opts.preload;
+/// The figures at scale, on a database preloaded with `--preload` messages: how long the
+/// preload and chatd's index build at start took, the sizes, search latency in the big chat,
+/// and create throughput with the data stored against an empty database.
+fn scale(bench: &Bench, report: &mut Report) -> anyhow::Result<()> {
+    let (opts, n) = (bench.opts, bench.opts.preload);
     println!("chatd with {n} messages preloaded");
-    memory.phase("preload (the benchmark's loader, not chatd)");
+    bench.memory.phase("preload (the benchmark's loader, not chatd)");
     let dir = tempfile::tempdir()?;
     let started = Instant::now();
-    let loaded = data::preload(dir.path(), n, opts.chats, words)?;
+    let loaded = data::preload(dir.path(), n, opts.chats, &bench.words)?;
     let load_time = started.elapsed();
-    memory.phase("chatd, indexing the preloaded messages at start");
+    bench.memory.phase("chatd, indexing the preloaded messages at start");
     let chatd = servers::start_chatd(dir.path(), opts)?;
     let index_time = chatd.wait_indexed();
     let quiet = memory::wait_until_quiet(Duration::from_secs(if opts.smoke { 5 } else { 300 }));
@@ -784,20 +867,38 @@ fn scale(
         "preloading {n} messages took {load_time:.1?}; indexing them at start took {index_time:.1?}, \
          then {quiet:.1?} until the process was idle (index merges)"
     ));
-    memory.phase("chatd, searching and creating with the data stored");
+    bench.memory.phase("chatd, searching and creating with the data stored");
+    report_sizes(report, dir.path(), n);
+    search_latency(bench, &chatd, &loaded.big_chat, report)?;
+    stored_vs_empty(bench, &chatd, &loaded.small_chats, report)?;
+    chatd.stop();
+    Ok(())
+}
+
+/// The database's and the search index's size under `dir`, per million of the `n` messages.
+fn report_sizes(report: &mut Report, dir: &Path, n: u64) {
     let per_million = 1_000_000.0 / n as f64;
-    let db = file_size(&dir.path().join(chatd_store_sqlite::DB_FILE))
-        + file_size(&dir.path().join(format!("{}-wal", chatd_store_sqlite::DB_FILE)));
-    let index = dir_size(&dir.path().join(chatd_server::startup::SEARCH_DIR));
+    let db = file_size(&dir.join(chatd_store_sqlite::DB_FILE))
+        + file_size(&dir.join(format!("{}-wal", chatd_store_sqlite::DB_FILE)));
+    let index = dir_size(&dir.join(chatd_server::startup::SEARCH_DIR));
     report.add(
         "database / index size per million messages",
         format!("{:.0} MB / {:.0} MB", db as f64 * per_million / 1e6, index as f64 * per_million / 1e6),
         "",
     );
+}
 
-    let (token, chat) = &loaded.big_chat;
+/// Search latency in the preloaded chat holding a tenth of the messages, one search at a time,
+/// over keywords of every kind: frequent, rare and absent words, 1-, 2- and 3-character
+/// fragments, a quoted phrase, two words.
+fn search_latency(
+    bench: &Bench,
+    chatd: &servers::Running,
+    (token, chat): &(AppToken, ChatNumber),
+    report: &mut Report,
+) -> anyhow::Result<()> {
     let path = format!("/applications/{}/chats/{chat}/messages/search", token.as_str());
-    let w = |r: usize| words.word(r).to_owned();
+    let w = |r: usize| bench.words.word(r).to_owned();
     let keywords = [
         w(0),
         w(40),
@@ -811,11 +912,11 @@ fn scale(
         "qqxqq".into(),
         "zz".into(),
     ];
-    let (search, by_keyword) = client.block_on(async {
+    let (search, by_keyword) = bench.client.block_on(async {
         let mut conn = Conn::open(chatd.addr).await?;
         let mut h = hist();
         let mut by_keyword: Vec<_> = keywords.iter().map(|_| hist()).collect();
-        let rounds = if opts.smoke { 3 } else { 40 };
+        let rounds = if bench.opts.smoke { 3 } else { 40 };
         for _ in 0..rounds {
             for (k, kh) in keywords.iter().zip(&mut by_keyword) {
                 let began = Instant::now();
@@ -835,6 +936,7 @@ fn scale(
         .map(|(k, h)| format!("{k:?} {:.1}/{:.1}", ms(h, 0.5), h.max() as f64 / 1000.0))
         .collect();
     report.note(format!("search by keyword, p50/max ms: {}", each.join(", ")));
+    let n = bench.opts.preload;
     report.add(
         &format!("search latency, one chat of {} among {n} messages", n / 10),
         format!(
@@ -847,9 +949,19 @@ fn scale(
         ),
         "p99 ≤ 20 ms",
     );
+    Ok(())
+}
 
-    let targets: Vec<(String, String)> = loaded
-        .small_chats
+/// Create-message throughput in ten of the preloaded `chats` against a fresh empty chatd,
+/// measured side by side: the two take turns, so that this machine's drift over minutes falls
+/// on both.
+fn stored_vs_empty(
+    bench: &Bench,
+    chatd: &servers::Running,
+    chats: &[(AppToken, ChatNumber)],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let targets: Vec<(String, String)> = chats
         .iter()
         .take(10)
         .map(|(t, c)| {
@@ -859,26 +971,27 @@ fn scale(
             )
         })
         .collect();
-    // Stored ÷ empty, measured side by side: a fresh empty chatd runs beside the loaded one
-    // and the two take turns, so that this machine's drift over minutes falls on both.
     let empty_dir = tempfile::tempdir()?;
-    let empty_chatd = servers::start_chatd(empty_dir.path(), opts)?;
-    let (empty_targets, _) = client.block_on(setup(empty_chatd.addr, 2, 5))?;
-    let rounds = if opts.smoke { 1 } else { 3 };
-    let turn = Duration::from_secs(opts.seconds);
-    let (mut on_loaded, mut on_empty) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        for (server, targets, runs) in
-            [(&empty_chatd, &empty_targets, &mut on_empty), (&chatd, &targets, &mut on_loaded)]
-        {
-            let run =
-                client.block_on(create_messages(opts, server.addr, targets, Pace::Closed, turn, words))?;
-            check(report, "create-message, stored vs empty", &run, true);
-            runs.push(run.rate());
+    let empty_chatd = servers::start_chatd(empty_dir.path(), bench.opts)?;
+    let (empty_targets, _) = bench.client.block_on(setup(empty_chatd.addr, 2, 5))?;
+    let n = bench.opts.preload;
+    let stored_name = format!("chatd with {n} stored");
+    let turns = [
+        (
+            &empty_chatd,
+            Subject { name: "empty chatd", addr: empty_chatd.addr, targets: &empty_targets, numbered: true },
+        ),
+        (chatd, Subject { name: &stored_name, addr: chatd.addr, targets: &targets, numbered: true }),
+    ];
+    let (mut on_empty, mut on_loaded) = (Vec::new(), Vec::new());
+    for _ in 0..if bench.opts.smoke { 1 } else { 3 } {
+        for ((server, s), rates) in turns.iter().zip([&mut on_empty, &mut on_loaded]) {
+            rates.push(bench.creates(*s, Pace::Closed, report)?.stats.rate());
             // Each turn starts with both indexes caught up.
             server.wait_indexed();
         }
     }
+    empty_chatd.stop();
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let rates = |v: &[f64]| v.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", ");
     report.add(
@@ -893,8 +1006,6 @@ fn scale(
         ),
         "≥ 0.9 (goal is for 10M)",
     );
-    empty_chatd.stop();
-    chatd.stop();
     Ok(())
 }
 
