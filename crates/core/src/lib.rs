@@ -13,6 +13,7 @@
 //! - [`search`]: partial-text matching (SPEC §5) and the ports a search index and its
 //!   store implement.
 //! - [`progress`]: a counter threads wait on (commit → index).
+//! - [`stats`]: counters of a writer's group commits.
 //!
 //! # Why the ports are split the way they are
 //!
@@ -35,6 +36,7 @@ pub mod ports;
 pub mod progress;
 pub mod records;
 pub mod search;
+pub mod stats;
 
 pub use domain::{AppName, AppToken, ChatNumber, InvalidInput, MessageBody, MessageNumber};
 pub use error::StoreError;

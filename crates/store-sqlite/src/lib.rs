@@ -26,8 +26,8 @@ mod store;
 mod writer;
 
 pub use bulk::BulkLoader;
+pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
 pub use connection::{DB_FILE, Durability};
 pub use readers::LookupStats;
 pub use source::SqliteSource;
 pub use store::{Options, SqliteStore};
-pub use writer::{WriterStats, WriterStatsSnapshot};

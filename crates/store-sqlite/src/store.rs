@@ -17,7 +17,9 @@ use tokio::sync::{mpsc::error::TrySendError, oneshot};
 
 use crate::connection::{map_err, open_writer};
 use crate::readers::{LookupStats, Readers};
-use crate::writer::{self, JobSender, Op, WriteCtx, WriteFault, WriterStats, WriterStatsSnapshot};
+use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
+
+use crate::writer::{self, JobSender, Op, WriteCtx, WriteFault};
 use crate::{DB_FILE, Durability, queries, schema};
 
 /// Settings of the embedded store.

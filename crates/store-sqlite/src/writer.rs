@@ -3,11 +3,11 @@
 //! transaction (group commit), commits once, and only then answers each job. Numbers are
 //! assigned here, so they cannot race, and a reply is never sent for an uncommitted row.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use chatd_core::progress::Progress;
+use chatd_core::stats::WriterStats;
 use chatd_core::{StoreError, Timestamp, error::StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -111,49 +111,6 @@ fn clone_failure(e: &StoreError) -> StoreError {
     match e {
         StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
         other => StoreError::internal(other.to_string()),
-    }
-}
-
-/// Counters of the writer's work, readable while it runs.
-#[derive(Debug, Default)]
-pub struct WriterStats {
-    commits: AtomicU64,
-    jobs: AtomicU64,
-    largest_batch: AtomicU64,
-}
-
-/// A snapshot of [`WriterStats`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriterStatsSnapshot {
-    /// Transactions committed.
-    pub commits: u64,
-    /// Jobs carried by those transactions.
-    pub jobs: u64,
-    /// The most jobs one transaction carried.
-    pub largest_batch: u64,
-}
-
-impl WriterStatsSnapshot {
-    /// Average jobs per commit.
-    pub fn average_batch(&self) -> f64 {
-        if self.commits == 0 { 0.0 } else { self.jobs as f64 / self.commits as f64 }
-    }
-}
-
-impl WriterStats {
-    fn record(&self, batch: usize) {
-        let batch = batch as u64;
-        self.commits.fetch_add(1, Ordering::Relaxed);
-        self.jobs.fetch_add(batch, Ordering::Relaxed);
-        self.largest_batch.fetch_max(batch, Ordering::Relaxed);
-    }
-
-    pub fn snapshot(&self) -> WriterStatsSnapshot {
-        WriterStatsSnapshot {
-            commits: self.commits.load(Ordering::Relaxed),
-            jobs: self.jobs.load(Ordering::Relaxed),
-            largest_batch: self.largest_batch.load(Ordering::Relaxed),
-        }
     }
 }
 
