@@ -1,0 +1,41 @@
+-- Applications, chats and messages. Numbers come from the parent's count column, read and
+-- written under the parent row's lock in the transaction that inserts the row; chats and
+-- messages are never deleted, so count and highest number stay equal. The unique
+-- constraints are the backstop. Every table carries the application's id, so that one
+-- application's rows can live together on one shard.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+
+CREATE TABLE applications (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    token       text   NOT NULL,
+    name        text   NOT NULL,
+    chats_count bigint NOT NULL DEFAULT 0,
+    created_at  bigint NOT NULL,
+    updated_at  bigint NOT NULL,
+    CONSTRAINT applications_token_key UNIQUE (token)
+);
+
+CREATE TABLE chats (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    application_id bigint NOT NULL REFERENCES applications (id),
+    number         bigint NOT NULL CHECK (number >= 1),
+    messages_count bigint NOT NULL DEFAULT 0,
+    created_at     bigint NOT NULL,
+    updated_at     bigint NOT NULL,
+    CONSTRAINT chats_application_number_key UNIQUE (application_id, number)
+);
+
+-- `body_norm` is the body as chatd's search normalises it (SPEC §5), written with the row,
+-- so a message is searchable the moment its create commits.
+CREATE TABLE messages (
+    application_id bigint NOT NULL REFERENCES applications (id),
+    chat_id        bigint NOT NULL REFERENCES chats (id),
+    number         bigint NOT NULL CHECK (number >= 1),
+    body           text   NOT NULL,
+    body_norm      text   NOT NULL,
+    created_at     bigint NOT NULL,
+    updated_at     bigint NOT NULL,
+    PRIMARY KEY (chat_id, number)
+);
+
+CREATE INDEX messages_body_norm_trgm ON messages USING gin (body_norm gin_trgm_ops);

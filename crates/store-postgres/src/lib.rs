@@ -1,0 +1,197 @@
+//! Scale-out storage for chatd: any number of stateless instances on one PostgreSQL.
+//!
+//! - Writes go through [`writer`]: each instance queues creates and edits in a bounded
+//!   queue, and one task applies every job waiting at that moment in one transaction. The
+//!   parents' counter rows are locked in a fixed order (applications, then chats, each by
+//!   id), numbers are taken from them, rows are inserted in bulk, and the batch commits
+//!   once before any job is answered. Instances never deadlock on each other's batches;
+//!   a deadlock or serialization failure PostgreSQL reports anyway is retried inside.
+//! - Reads go through [`reads`] on the pool: every lookup and list is one indexed query.
+//! - Search goes through [`search`]: pg_trgm over the normalised body, written in the row's
+//!   transaction, then the core's exact verification and ranking.
+//!
+//! [`PgStore`] implements [`Ingest`], [`Catalog`] and [`Search`].
+
+mod error;
+mod reads;
+mod search;
+mod writer;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chatd_core::error::StoreResult;
+use chatd_core::search::SearchRequest;
+use chatd_core::{
+    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Ingest, Listed, Message, MessageBody,
+    MessageNumber, NumberBound, Page, Search, StoreError,
+};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
+
+/// Settings of the PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// Connections this instance keeps open at most.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before answering `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// Jobs the write queue holds before answering `Overloaded`.
+    pub queue_capacity: usize,
+    /// Most jobs one transaction carries.
+    pub max_batch: usize,
+}
+
+impl Options {
+    pub fn new(url: impl Into<String>) -> Self {
+        Options {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+            queue_capacity: 1024,
+            max_batch: 512,
+        }
+    }
+}
+
+/// The scale-out store. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    writer: writer::Writer,
+}
+
+impl PgStore {
+    /// Connects, brings the schema up to date (several instances may start at once: the
+    /// migrator holds an advisory lock), and starts the writer task.
+    pub async fn connect(options: &Options) -> Result<Self, StoreError> {
+        let connect: PgConnectOptions = options
+            .url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
+        // Acknowledged means committed to disk (SPEC §4.3), whatever the server's default.
+        let connect = connect.options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(error::map)?;
+        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => error::map(e),
+            other => StoreError::Unavailable(format!("migrating the database: {other}")),
+        })?;
+        let writer =
+            writer::Writer::spawn(pool.clone(), options.queue_capacity.max(1), options.max_batch.max(1));
+        Ok(PgStore { pool, writer })
+    }
+
+    /// What the writer has done so far.
+    pub fn writer_stats(&self) -> WriterStatsSnapshot {
+        self.writer.stats().snapshot()
+    }
+
+    /// Stops taking writes, lets the writer commit everything already queued, then closes
+    /// the pool. Safe to call more than once.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl Ingest for PgStore {
+    async fn create_application(&self, name: AppName) -> StoreResult<Application> {
+        let token = AppToken::generate().map_err(|e| StoreError::internal(e.to_string()))?;
+        self.writer.submit(|reply| writer::Write::CreateApplication { token, name, reply }).await
+    }
+
+    async fn rename_application(&self, token: AppToken, name: AppName) -> StoreResult<Application> {
+        self.writer.submit(|reply| writer::Write::RenameApplication { token, name, reply }).await
+    }
+
+    async fn create_chat(&self, token: AppToken) -> StoreResult<ChatNumber> {
+        self.writer.submit(|reply| writer::Write::CreateChat { token, reply }).await
+    }
+
+    async fn create_message(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        body: MessageBody,
+    ) -> StoreResult<MessageNumber> {
+        self.writer.submit(|reply| writer::Write::CreateMessage { token, chat, body, reply }).await
+    }
+
+    async fn edit_message(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: MessageBody,
+    ) -> StoreResult<Message> {
+        self.writer.submit(|reply| writer::Write::EditMessage { token, chat, number, body, reply }).await
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        self.writer.accepting()?;
+        reads::ping(&self.pool).await
+    }
+}
+
+#[async_trait]
+impl Catalog for PgStore {
+    async fn application(&self, token: AppToken) -> StoreResult<Application> {
+        reads::application(&self.pool, &token).await
+    }
+
+    async fn applications(&self, page: Page<AppToken>) -> StoreResult<Listed<Application>> {
+        reads::applications(&self.pool, &page).await
+    }
+
+    async fn chat(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Chat> {
+        reads::chat(&self.pool, &token, chat).await
+    }
+
+    async fn chats(&self, token: AppToken, page: Page<NumberBound>) -> StoreResult<Listed<Chat>> {
+        reads::chats(&self.pool, &token, &page).await
+    }
+
+    async fn message(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+    ) -> StoreResult<Message> {
+        reads::message(&self.pool, &token, chat, number).await
+    }
+
+    async fn messages(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        page: Page<NumberBound>,
+    ) -> StoreResult<Listed<Message>> {
+        reads::messages(&self.pool, &token, chat, &page).await
+    }
+
+    async fn ready(&self) -> StoreResult<()> {
+        reads::ping(&self.pool).await
+    }
+}
+
+#[async_trait]
+impl Search for PgStore {
+    async fn search(
+        &self,
+        token: AppToken,
+        chat: ChatNumber,
+        request: SearchRequest,
+    ) -> StoreResult<Vec<Message>> {
+        search::search(&self.pool, &token, chat, &request).await
+    }
+}

@@ -1,0 +1,586 @@
+//! The instance's writer: requests queue their creates and edits in a bounded channel; one
+//! task takes every job waiting at that moment and applies them in one transaction:
+//!
+//! 1. lock the applications that gain chats or names, by id; then the chats that gain
+//!    messages, by id (every instance locks in this order, so batches of different
+//!    instances wait for each other but never deadlock);
+//! 2. check each job against what it locked (a missing application or chat fails that job
+//!    alone, before anything of it is written);
+//! 3. number the new rows from the locked counts, insert them in bulk, store the counts;
+//! 4. COMMIT, then answer every job.
+//!
+//! A batch that fails answers `Unavailable` to each of its jobs, never a success; one that
+//! PostgreSQL aborted for a deadlock or a serialization failure runs again first.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::{Mutex, PoisonError};
+
+use chatd_core::error::StoreResult;
+use chatd_core::search::normalize;
+use chatd_core::stats::WriterStats;
+use chatd_core::{
+    AppName, AppToken, Application, ChatNumber, Message, MessageBody, MessageNumber, StoreError, Timestamp,
+};
+use sqlx::{PgConnection, PgPool, Row};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::error::{is_retryable, map};
+use crate::reads::message_from;
+
+/// Times a batch runs again after PostgreSQL aborted it for a deadlock or a serialization
+/// failure, before its jobs are answered `Unavailable`.
+const RETRIES: usize = 5;
+
+type Reply<T> = oneshot::Sender<StoreResult<T>>;
+
+/// One job for the writer.
+#[derive(Debug)]
+pub(crate) enum Write {
+    CreateApplication {
+        token: AppToken,
+        name: AppName,
+        reply: Reply<Application>,
+    },
+    RenameApplication {
+        token: AppToken,
+        name: AppName,
+        reply: Reply<Application>,
+    },
+    CreateChat {
+        token: AppToken,
+        reply: Reply<ChatNumber>,
+    },
+    CreateMessage {
+        token: AppToken,
+        chat: ChatNumber,
+        body: MessageBody,
+        reply: Reply<MessageNumber>,
+    },
+    EditMessage {
+        token: AppToken,
+        chat: ChatNumber,
+        number: MessageNumber,
+        body: MessageBody,
+        reply: Reply<Message>,
+    },
+}
+
+/// The handle requests use; closing it drains the queue.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    sender: Mutex<Option<mpsc::Sender<Write>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    pub fn spawn(pool: PgPool, capacity: usize, max_batch: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(capacity);
+        let stats = Arc::new(WriterStats::default());
+        let task = tokio::spawn(run(pool, receiver, max_batch, stats.clone()));
+        Writer { sender: Mutex::new(Some(sender)), task: Mutex::new(Some(task)), stats }
+    }
+
+    pub fn stats(&self) -> Arc<WriterStats> {
+        self.stats.clone()
+    }
+
+    fn sender(&self) -> StoreResult<mpsc::Sender<Write>> {
+        let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        sender.clone().ok_or_else(|| StoreError::Unavailable("shutting down".into()))
+    }
+
+    /// Whether the queue takes writes now.
+    pub fn accepting(&self) -> StoreResult<()> {
+        match self.sender()?.capacity() {
+            0 => Err(StoreError::Overloaded),
+            _ => Ok(()),
+        }
+    }
+
+    /// Queues a job (or answers `Overloaded` at once when the queue is full) and waits for
+    /// its answer, sent after its batch committed.
+    pub async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Write) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.sender()?.try_send(job(reply)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Unavailable("shutting down".into()),
+        })?;
+        answer.await.map_err(|_| StoreError::Unavailable("the writer stopped".into()))?
+    }
+
+    /// Stops taking jobs and waits until every queued one is answered.
+    pub async fn close(&self) {
+        drop(self.sender.lock().unwrap_or_else(PoisonError::into_inner).take());
+        let task = self.task.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Write>, max_batch: usize, stats: Arc<WriterStats>) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while receiver.recv_many(&mut batch, max_batch).await > 0 {
+        let size = batch.len();
+        let mut outcome = Err(Failure::Store(StoreError::Unavailable("not run".into())));
+        for attempt in 0..=RETRIES {
+            outcome = apply(&pool, &batch).await;
+            match &outcome {
+                Err(Failure::Retry(e)) if attempt < RETRIES => {
+                    tracing::debug!(error = %e, attempt, "batch aborted by PostgreSQL; running it again");
+                }
+                _ => break,
+            }
+        }
+        match outcome {
+            Ok(answers) => {
+                stats.record(size);
+                for (job, answer) in batch.drain(..).zip(answers) {
+                    answer.send(job);
+                }
+            }
+            Err(failure) => {
+                let why = failure.to_string();
+                tracing::warn!(error = %why, jobs = size, "a write batch failed; its jobs are answered 503");
+                for job in batch.drain(..) {
+                    Answer::Failed(StoreError::Unavailable(why.clone())).send(job);
+                }
+            }
+        }
+    }
+}
+
+/// Why a batch did not commit.
+#[derive(Debug, thiserror::Error)]
+enum Failure {
+    #[error("{0}")]
+    Retry(sqlx::Error),
+    #[error("{0}")]
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for Failure {
+    fn from(e: sqlx::Error) -> Self {
+        if is_retryable(&e) { Failure::Retry(e) } else { Failure::Store(map(e)) }
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+/// A job's answer, decided inside the transaction and sent only once it committed.
+#[derive(Debug)]
+enum Answer {
+    Application(Application),
+    Chat(ChatNumber),
+    Message(MessageNumber),
+    Edited(Message),
+    Failed(StoreError),
+}
+
+impl Answer {
+    fn send(self, job: Write) {
+        fn send<T>(reply: Reply<T>, answer: StoreResult<T>) {
+            // The requester may have gone away (client disconnected); its write still stands.
+            let _ = reply.send(answer);
+        }
+        fn mismatch() -> StoreError {
+            StoreError::internal("a job's answer does not fit its kind")
+        }
+        match (job, self) {
+            (Write::CreateApplication { reply, .. } | Write::RenameApplication { reply, .. }, answer) => {
+                send(
+                    reply,
+                    match answer {
+                        Answer::Application(a) => Ok(a),
+                        Answer::Failed(e) => Err(e),
+                        _ => Err(mismatch()),
+                    },
+                )
+            }
+            (Write::CreateChat { reply, .. }, answer) => send(
+                reply,
+                match answer {
+                    Answer::Chat(n) => Ok(n),
+                    Answer::Failed(e) => Err(e),
+                    _ => Err(mismatch()),
+                },
+            ),
+            (Write::CreateMessage { reply, .. }, answer) => send(
+                reply,
+                match answer {
+                    Answer::Message(n) => Ok(n),
+                    Answer::Failed(e) => Err(e),
+                    _ => Err(mismatch()),
+                },
+            ),
+            (Write::EditMessage { reply, .. }, answer) => send(
+                reply,
+                match answer {
+                    Answer::Edited(m) => Ok(m),
+                    Answer::Failed(e) => Err(e),
+                    _ => Err(mismatch()),
+                },
+            ),
+        }
+    }
+}
+
+/// A locked application: its id and chat count.
+#[derive(Debug, Clone, Copy)]
+struct LockedApp {
+    id: i64,
+    chats_count: i64,
+}
+
+/// A locked chat: ids and message count.
+#[derive(Debug, Clone, Copy)]
+struct LockedChat {
+    id: i64,
+    application_id: i64,
+    messages_count: i64,
+}
+
+/// Runs one batch in one transaction; the answers are in job order.
+async fn apply(pool: &PgPool, batch: &[Write]) -> Result<Vec<Answer>, Failure> {
+    let mut tx = pool.begin().await?;
+    let now = Timestamp::now().as_millis();
+    let answers = write_batch(&mut tx, batch, now).await?;
+    tx.commit().await?;
+    Ok(answers)
+}
+
+async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result<Vec<Answer>, Failure> {
+    let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
+
+    // 1. Lock, in the one order every instance uses.
+    let app_tokens: Vec<&str> = batch
+        .iter()
+        .filter_map(|w| match w {
+            Write::RenameApplication { token, .. } | Write::CreateChat { token, .. } => Some(token.as_str()),
+            _ => None,
+        })
+        .collect();
+    let apps = lock_applications(db, &app_tokens).await?;
+    let chat_keys: Vec<(&str, i64)> = batch
+        .iter()
+        .filter_map(|w| match w {
+            Write::CreateMessage { token, chat, .. } => Some((token.as_str(), chat.get())),
+            _ => None,
+        })
+        .collect();
+    let chats = lock_chats(db, &chat_keys).await?;
+
+    // 2 and 3. New applications, renames and new chats.
+    let mut new_apps = (Vec::new(), Vec::new());
+    let mut chat_counts: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut new_chats = (Vec::new(), Vec::new());
+    for (i, job) in batch.iter().enumerate() {
+        match job {
+            Write::CreateApplication { token, name, .. } => {
+                new_apps.0.push(token.as_str());
+                new_apps.1.push(name.as_str());
+                answers[i] = Some(Answer::Application(Application {
+                    token: token.clone(),
+                    name: name.as_str().to_owned(),
+                    chats_count: 0,
+                    created_at: Timestamp::from_millis(now),
+                    updated_at: Timestamp::from_millis(now),
+                }));
+            }
+            Write::CreateChat { token, .. } => {
+                answers[i] = Some(match apps.get(token.as_str()) {
+                    None => Answer::Failed(StoreError::ApplicationNotFound),
+                    Some(app) => {
+                        let count = chat_counts.entry(app.id).or_insert(app.chats_count);
+                        *count += 1;
+                        new_chats.0.push(app.id);
+                        new_chats.1.push(*count);
+                        Answer::Chat(ChatNumber::try_from(*count).map_err(StoreError::internal)?)
+                    }
+                });
+            }
+            _ => {}
+        }
+    }
+    if !new_apps.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO applications (token, name, chats_count, created_at, updated_at) \
+             SELECT t, n, 0, $3, $3 FROM unnest($1::text[], $2::text[]) AS u(t, n)",
+        )
+        .bind(&new_apps.0)
+        .bind(&new_apps.1)
+        .bind(now)
+        .execute(&mut *db)
+        .await?;
+    }
+    if !new_chats.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
+             SELECT a, n, 0, $3, $3 FROM unnest($1::bigint[], $2::bigint[]) AS u(a, n)",
+        )
+        .bind(&new_chats.0)
+        .bind(&new_chats.1)
+        .bind(now)
+        .execute(&mut *db)
+        .await?;
+        store_counts(db, STORE_CHATS_COUNTS, &chat_counts).await?;
+    }
+    // Renames after the batch's new chats, so the count they answer includes them.
+    for (i, job) in batch.iter().enumerate() {
+        if let Write::RenameApplication { token, name, .. } = job {
+            answers[i] = Some(match apps.get(token.as_str()) {
+                None => Answer::Failed(StoreError::ApplicationNotFound),
+                Some(_) => {
+                    let row = sqlx::query(
+                        "UPDATE applications SET name = $2, updated_at = $3 WHERE token = $1 \
+                         RETURNING chats_count, created_at",
+                    )
+                    .bind(token.as_str())
+                    .bind(name.as_str())
+                    .bind(now)
+                    .fetch_one(&mut *db)
+                    .await?;
+                    Answer::Application(Application {
+                        token: token.clone(),
+                        name: name.as_str().to_owned(),
+                        chats_count: row.try_get("chats_count")?,
+                        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+                        updated_at: Timestamp::from_millis(now),
+                    })
+                }
+            });
+        }
+    }
+
+    // New messages.
+    let mut message_counts: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut rows = NewMessages::default();
+    for (i, job) in batch.iter().enumerate() {
+        if let Write::CreateMessage { token, chat, body, .. } = job {
+            answers[i] = Some(match chats.get(&(token.as_str(), chat.get())) {
+                Some(Ok(locked)) => {
+                    let count = message_counts.entry(locked.id).or_insert(locked.messages_count);
+                    *count += 1;
+                    rows.push(locked, *count, body);
+                    Answer::Message(MessageNumber::try_from(*count).map_err(StoreError::internal)?)
+                }
+                Some(Err(missing)) => Answer::Failed(missing.error()),
+                None => Answer::Failed(StoreError::internal("a chat the batch needs was not looked up")),
+            });
+        }
+    }
+    if !rows.chat_id.is_empty() {
+        sqlx::query(
+            "INSERT INTO messages (application_id, chat_id, number, body, body_norm, created_at, updated_at) \
+             SELECT a, c, n, b, bn, $6, $6 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) \
+             AS u(a, c, n, b, bn)",
+        )
+        .bind(&rows.application_id)
+        .bind(&rows.chat_id)
+        .bind(&rows.number)
+        .bind(&rows.body)
+        .bind(&rows.body_norm)
+        .bind(now)
+        .execute(&mut *db)
+        .await?;
+        store_counts(db, STORE_MESSAGES_COUNTS, &message_counts).await?;
+    }
+
+    // Edits last, in (chat, number) order: a message row is locked after every parent row.
+    let mut edits: Vec<(usize, &Write)> =
+        batch.iter().enumerate().filter(|(_, w)| matches!(w, Write::EditMessage { .. })).collect();
+    edits.sort_by_key(|(_, w)| match w {
+        Write::EditMessage { token, chat, number, .. } => (token.as_str(), chat.get(), number.get()),
+        _ => ("", 0, 0),
+    });
+    for (i, job) in edits {
+        if let Write::EditMessage { token, chat, number, body, .. } = job {
+            answers[i] = Some(edit(db, token, *chat, *number, body, now).await?);
+        }
+    }
+
+    answers
+        .into_iter()
+        .map(|a| a.ok_or_else(|| Failure::Store(StoreError::internal("a job of the batch was not applied"))))
+        .collect()
+}
+
+/// Applications by token, locked in id order; tokens that name none are absent.
+async fn lock_applications(
+    db: &mut PgConnection,
+    tokens: &[&str],
+) -> Result<HashMap<String, LockedApp>, Failure> {
+    if tokens.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(
+        "SELECT id, token, chats_count FROM applications WHERE token = ANY ($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(tokens)
+    .fetch_all(&mut *db)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get("token")?,
+                LockedApp { id: r.try_get("id")?, chats_count: r.try_get("chats_count")? },
+            ))
+        })
+        .collect()
+}
+
+/// Which parent a create-message job found missing.
+#[derive(Debug, Clone, Copy)]
+enum Missing {
+    Application,
+    Chat,
+}
+
+impl Missing {
+    fn error(self) -> StoreError {
+        match self {
+            Missing::Application => StoreError::ApplicationNotFound,
+            Missing::Chat => StoreError::ChatNotFound,
+        }
+    }
+}
+
+type ChatLocks<'a> = HashMap<(&'a str, i64), Result<LockedChat, Missing>>;
+
+/// Chats by (token, number), locked in id order; each key maps to its chat or to which
+/// parent is missing.
+async fn lock_chats<'a>(db: &mut PgConnection, keys: &[(&'a str, i64)]) -> Result<ChatLocks<'a>, Failure> {
+    let mut found: ChatLocks<'a> = HashMap::new();
+    if keys.is_empty() {
+        return Ok(found);
+    }
+    let tokens: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let numbers: Vec<i64> = keys.iter().map(|k| k.1).collect();
+    let rows = sqlx::query(
+        "SELECT c.id, c.application_id, c.messages_count, a.token, c.number \
+         FROM chats c JOIN applications a ON a.id = c.application_id \
+         WHERE (a.token, c.number) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) \
+         ORDER BY c.id FOR UPDATE OF c",
+    )
+    .bind(&tokens)
+    .bind(&numbers)
+    .fetch_all(&mut *db)
+    .await?;
+    let mut locked: HashMap<(String, i64), LockedChat> = HashMap::new();
+    for r in &rows {
+        let chat = LockedChat {
+            id: r.try_get("id")?,
+            application_id: r.try_get("application_id")?,
+            messages_count: r.try_get("messages_count")?,
+        };
+        locked.insert((r.try_get("token")?, r.try_get("number")?), chat);
+    }
+    let mut missing_apps: Vec<&str> = Vec::new();
+    for &(token, number) in keys {
+        match locked.get(&(token.to_owned(), number)) {
+            Some(chat) => {
+                found.insert((token, number), Ok(*chat));
+            }
+            None => missing_apps.push(token),
+        }
+    }
+    if !missing_apps.is_empty() {
+        let existing: Vec<String> =
+            sqlx::query_scalar("SELECT token FROM applications WHERE token = ANY ($1)")
+                .bind(&missing_apps)
+                .fetch_all(&mut *db)
+                .await?;
+        for &(token, number) in keys {
+            found.entry((token, number)).or_insert(if existing.iter().any(|t| t == token) {
+                Err(Missing::Chat)
+            } else {
+                Err(Missing::Application)
+            });
+        }
+    }
+    Ok(found)
+}
+
+const STORE_CHATS_COUNTS: &str = "UPDATE applications AS t SET chats_count = u.count \
+    FROM unnest($1::bigint[], $2::bigint[]) AS u(id, count) WHERE t.id = u.id";
+const STORE_MESSAGES_COUNTS: &str = "UPDATE chats AS t SET messages_count = u.count \
+    FROM unnest($1::bigint[], $2::bigint[]) AS u(id, count) WHERE t.id = u.id";
+
+/// Stores each parent's new count with `sql` (one of the two statements above).
+async fn store_counts(
+    db: &mut PgConnection,
+    sql: &'static str,
+    counts: &BTreeMap<i64, i64>,
+) -> Result<(), Failure> {
+    let ids: Vec<i64> = counts.keys().copied().collect();
+    let values: Vec<i64> = counts.values().copied().collect();
+    sqlx::query(sql).bind(&ids).bind(&values).execute(&mut *db).await?;
+    Ok(())
+}
+
+/// The columns of the batch's new messages.
+#[derive(Debug, Default)]
+struct NewMessages {
+    application_id: Vec<i64>,
+    chat_id: Vec<i64>,
+    number: Vec<i64>,
+    body: Vec<String>,
+    body_norm: Vec<String>,
+}
+
+impl NewMessages {
+    fn push(&mut self, chat: &LockedChat, number: i64, body: &MessageBody) {
+        self.application_id.push(chat.application_id);
+        self.chat_id.push(chat.id);
+        self.number.push(number);
+        self.body.push(body.as_str().to_owned());
+        self.body_norm.push(normalize(body.as_str()));
+    }
+}
+
+async fn edit(
+    db: &mut PgConnection,
+    token: &AppToken,
+    chat: ChatNumber,
+    number: MessageNumber,
+    body: &MessageBody,
+    now: i64,
+) -> Result<Answer, Failure> {
+    let row = sqlx::query(
+        "UPDATE messages m SET body = $4, body_norm = $5, updated_at = $6 \
+         FROM chats c JOIN applications a ON a.id = c.application_id \
+         WHERE a.token = $1 AND c.number = $2 AND m.chat_id = c.id AND m.number = $3 \
+         RETURNING m.number, m.body, m.created_at, m.updated_at",
+    )
+    .bind(token.as_str())
+    .bind(chat.get())
+    .bind(number.get())
+    .bind(body.as_str())
+    .bind(normalize(body.as_str()))
+    .bind(now)
+    .fetch_optional(&mut *db)
+    .await?;
+    if let Some(row) = row {
+        return Ok(Answer::Edited(message_from(&row)?));
+    }
+    let chat_exists: Option<bool> = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM chats c WHERE c.application_id = a.id AND c.number = $2) \
+         FROM applications a WHERE a.token = $1",
+    )
+    .bind(token.as_str())
+    .bind(chat.get())
+    .fetch_optional(&mut *db)
+    .await?;
+    Ok(Answer::Failed(match chat_exists {
+        None => StoreError::ApplicationNotFound,
+        Some(false) => StoreError::ChatNotFound,
+        Some(true) => StoreError::MessageNotFound,
+    }))
+}

@@ -1,0 +1,233 @@
+//! The PostgreSQL store against a real PostgreSQL: numbering under concurrency across
+//! instances, the typed refusals, lists, and search equal to the core's matcher.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chatd_core::search::{Keyword, MatchKind, SearchRequest, normalize};
+use chatd_core::{
+    AppName, AppToken, Catalog, ChatNumber, Ingest, Limit, MessageBody, MessageNumber, NumberBound, Order,
+    Page, Search, StoreError,
+};
+use chatd_store_postgres::{Options, PgStore};
+
+async fn store(url: &str) -> PgStore {
+    PgStore::connect(&Options::new(url)).await.expect("the store connects and migrates")
+}
+
+fn database() -> String {
+    chatd_pg_testing::TestPostgres::shared().fresh_database().expect("a database for the test")
+}
+
+fn name(s: &str) -> AppName {
+    AppName::parse(s.to_owned()).expect("a valid name")
+}
+
+fn body(s: &str) -> MessageBody {
+    MessageBody::parse(s.to_owned(), MessageBody::DEFAULT_MAX_BYTES).expect("a valid body")
+}
+
+fn chat(n: i64) -> ChatNumber {
+    ChatNumber::try_from(n).expect("a chat number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_at_once_migrate_once_and_number_densely_together() {
+    let url = database();
+    let stores: Vec<Arc<PgStore>> =
+        futures::future::join_all((0..3).map(|_| store(&url))).await.into_iter().map(Arc::new).collect();
+    let app = stores[0].create_application(name("app")).await.unwrap().token;
+
+    // 300 chats and then 3,000 messages over 5 chats, spread over the three instances.
+    let chats = futures::future::join_all((0..300).map(|i| {
+        let (s, t) = (stores[i % 3].clone(), app.clone());
+        async move { s.create_chat(t).await.unwrap().get() }
+    }))
+    .await;
+    assert_eq!(chats.iter().copied().collect::<BTreeSet<_>>(), (1..=300).collect::<BTreeSet<_>>());
+    let messages = futures::future::join_all((0..3000).map(|i| {
+        let (s, t) = (stores[i % 3].clone(), app.clone());
+        let c = chat(i as i64 % 5 + 1);
+        async move { (c.get(), s.create_message(t, c, body(&format!("m{i}"))).await.unwrap().get()) }
+    }))
+    .await;
+    let mut by_chat: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    for (c, n) in messages {
+        assert!(by_chat.entry(c).or_default().insert(n), "number {n} given twice in chat {c}");
+    }
+    for (c, numbers) in &by_chat {
+        assert_eq!(numbers, &(1..=600).collect::<BTreeSet<_>>(), "chat {c}");
+        assert_eq!(stores[1].chat(app.clone(), chat(*c)).await.unwrap().messages_count, 600);
+    }
+    assert_eq!(stores[2].application(app.clone()).await.unwrap().chats_count, 300);
+    let commits: u64 = stores.iter().map(|s| s.writer_stats().commits).sum();
+    assert!(commits < 3300, "under load a transaction carries several creates ({commits} commits)");
+    for s in &stores {
+        s.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_refused_for_a_missing_parent_leaves_its_batch_mates_alone() {
+    let s = Arc::new(store(&database()).await);
+    let app = s.create_application(name("app")).await.unwrap().token;
+    let unknown = AppToken::generate().unwrap();
+    s.create_chat(app.clone()).await.unwrap();
+
+    let (good, no_app, no_chat, no_message, edit) = tokio::join!(
+        s.create_message(app.clone(), chat(1), body("kept")),
+        s.create_chat(unknown.clone()),
+        s.create_message(app.clone(), chat(9), body("lost")),
+        s.edit_message(app.clone(), chat(1), MessageNumber::try_from(7).unwrap(), body("x")),
+        s.rename_application(unknown.clone(), name("x")),
+    );
+    assert_eq!(good.unwrap().get(), 1);
+    assert!(matches!(no_app, Err(StoreError::ApplicationNotFound)), "{no_app:?}");
+    assert!(matches!(no_chat, Err(StoreError::ChatNotFound)), "{no_chat:?}");
+    assert!(matches!(no_message, Err(StoreError::MessageNotFound)), "{no_message:?}");
+    assert!(matches!(edit, Err(StoreError::ApplicationNotFound)), "{edit:?}");
+    let m = s.create_message(unknown, chat(1), body("x")).await;
+    assert!(matches!(m, Err(StoreError::ApplicationNotFound)), "{m:?}");
+
+    let edited =
+        s.edit_message(app.clone(), chat(1), MessageNumber::try_from(1).unwrap(), body("edited")).await;
+    assert_eq!(edited.unwrap().body, "edited");
+    let renamed = s.rename_application(app.clone(), name("renamed")).await.unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.chats_count), ("renamed", 1));
+    assert_eq!(s.chat(app.clone(), chat(1)).await.unwrap().messages_count, 1);
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_page_by_number_in_both_orders_with_zero_and_far_bounds() {
+    let s = store(&database()).await;
+    let app = s.create_application(name("app")).await.unwrap().token;
+    s.create_chat(app.clone()).await.unwrap();
+    for i in 1..=12 {
+        s.create_message(app.clone(), chat(1), body(&format!("m{i}"))).await.unwrap();
+    }
+    let page = |after: Option<i64>, before: Option<i64>, order, limit| Page {
+        limit: Limit::new(limit).unwrap(),
+        after: after.map(|n| n.to_string().parse::<NumberBound>().unwrap()),
+        before: before.map(|n| n.to_string().parse::<NumberBound>().unwrap()),
+        order,
+    };
+    let numbers = |l: &chatd_core::Listed<chatd_core::Message>| {
+        l.items.iter().map(|m| m.number.get()).collect::<Vec<_>>()
+    };
+    let l = s.messages(app.clone(), chat(1), page(Some(0), None, Order::Asc, 5)).await.unwrap();
+    assert_eq!((numbers(&l), l.more), (vec![1, 2, 3, 4, 5], true));
+    let l = s.messages(app.clone(), chat(1), page(Some(3), Some(9), Order::Desc, 10)).await.unwrap();
+    assert_eq!((numbers(&l), l.more), (vec![8, 7, 6, 5, 4], false));
+    let l = s.messages(app.clone(), chat(1), page(None, Some(i64::MAX), Order::Desc, 2)).await.unwrap();
+    assert_eq!(numbers(&l), vec![12, 11]);
+    let l = s.messages(app.clone(), chat(1), page(None, Some(0), Order::Asc, 5)).await.unwrap();
+    assert!(l.items.is_empty() && !l.more);
+    let chats = s.chats(app.clone(), page(Some(0), None, Order::Asc, 5)).await.unwrap();
+    assert_eq!(chats.items.len(), 1);
+    let missing = s.messages(app.clone(), chat(2), Page::default()).await;
+    assert!(matches!(missing, Err(StoreError::ChatNotFound)), "{missing:?}");
+    s.close().await;
+}
+
+/// The chat's matches by the core's own matcher: whole-word matches first, then matches
+/// inside words, each newest first (what the embedded mode answers).
+fn expected(bodies: &[&str], keyword: &Keyword) -> Vec<i64> {
+    let mut whole = Vec::new();
+    let mut inside = Vec::new();
+    for (i, b) in bodies.iter().enumerate().rev() {
+        match keyword.matches(&normalize(b)) {
+            Some(MatchKind::WholeWords) => whole.push(i as i64 + 1),
+            Some(MatchKind::InsideWords) => inside.push(i as i64 + 1),
+            None => {}
+        }
+    }
+    whole.extend(inside);
+    whole
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_answers_what_the_core_matcher_answers_and_stays_in_its_chat() {
+    let s = store(&database()).await;
+    let app = s.create_application(name("app")).await.unwrap().token;
+    s.create_chat(app.clone()).await.unwrap();
+    s.create_chat(app.clone()).await.unwrap();
+    let bodies = [
+        "Rails stuff",
+        "stuffing the turkey",
+        "CAFÉ au lait",
+        "cafe",
+        "100% sure",
+        "100 percent",
+        "a_b and a-b",
+        "ab",
+        "😀 emoji 😀",
+        "under_score",
+        "back\\slash",
+        "zz top",
+        "pizza",
+        "a",
+        "the quick brown fox",
+        "quick",
+        "Straße",
+        "strasse",
+        "  spaced   out  ",
+        "x%y",
+    ];
+    for b in bodies {
+        s.create_message(app.clone(), chat(1), body(b)).await.unwrap();
+        // The other chat holds every body too: none of its rows may be answered.
+        s.create_message(app.clone(), chat(2), body(&format!("{b} {b}"))).await.unwrap();
+    }
+    let keywords = [
+        "stuff",
+        "tuff",
+        "café",
+        "CAFE",
+        "100%",
+        "%",
+        "_",
+        "a_b",
+        "a",
+        "ab",
+        "😀",
+        "zz",
+        "z",
+        "\\",
+        "quick fox",
+        "\"quick brown\"",
+        "straße",
+        "spaced out",
+        "x%y",
+        "nothing",
+        "e",
+        "a\u{0}",
+    ];
+    for raw in keywords {
+        let keyword = Keyword::parse(raw).unwrap();
+        let want = expected(&bodies, &keyword);
+        for (limit, offset) in [(50, 0), (2, 0), (2, 1), (3, 4)] {
+            let request = SearchRequest { keyword: keyword.clone(), limit, offset };
+            let got: Vec<i64> = s
+                .search(app.clone(), chat(1), request)
+                .await
+                .unwrap()
+                .iter()
+                .map(|m| m.number.get())
+                .collect();
+            let want: Vec<i64> = want.iter().copied().skip(offset).take(limit).collect();
+            assert_eq!(got, want, "{raw:?} limit {limit} offset {offset}");
+        }
+    }
+    // An edit is searchable by its new text, and no longer by its old one, at once.
+    let n = MessageNumber::try_from(1).unwrap();
+    s.edit_message(app.clone(), chat(1), n, body("replaced words")).await.unwrap();
+    let find = |raw: &str| SearchRequest { keyword: Keyword::parse(raw).unwrap(), limit: 50, offset: 0 };
+    let hits = s.search(app.clone(), chat(1), find("replaced")).await.unwrap();
+    assert_eq!(hits.iter().map(|m| m.number.get()).collect::<Vec<_>>(), vec![1]);
+    let hits = s.search(app.clone(), chat(1), find("rails")).await.unwrap();
+    assert!(hits.is_empty(), "{hits:?}");
+    let missing = s.search(app, chat(3), find("x")).await;
+    assert!(matches!(missing, Err(StoreError::ChatNotFound)), "{missing:?}");
+    s.close().await;
+}
