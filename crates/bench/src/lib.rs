@@ -880,7 +880,7 @@ fn report_sizes(report: &mut Report, dir: &Path, n: u64) {
     let per_million = 1_000_000.0 / n as f64;
     let db = file_size(&dir.join(chatd_store_sqlite::DB_FILE))
         + file_size(&dir.join(format!("{}-wal", chatd_store_sqlite::DB_FILE)));
-    let index = dir_size(&dir.join(chatd_server::startup::SEARCH_DIR));
+    let index = dir_size(&dir.join(chatd_server::backend::SEARCH_DIR));
     report.add(
         "database / index size per million messages",
         format!("{:.0} MB / {:.0} MB", db as f64 * per_million / 1e6, index as f64 * per_million / 1e6),

@@ -93,7 +93,12 @@ pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
                     return;
                 }
             };
-            let _ = ready_tx.send(Ok((app.api_addr(), app.store(), app.indexed())));
+            let Some(embedded) = app.backend().embedded() else {
+                let _ = ready_tx.send(Err(anyhow::anyhow!("the benchmark starts chatd embedded")));
+                return;
+            };
+            let parts = (app.api_addr(), embedded.store.clone(), embedded.indexed.clone());
+            let _ = ready_tx.send(Ok(parts));
             if let Err(e) = app.run_until(async move { drop(stop_rx.await) }).await {
                 eprintln!("chatd stopped with an error: {e:#}");
             }

@@ -89,9 +89,15 @@ impl From<Synchronous> for Durability {
 /// Everything `chatd serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
-    /// Directory holding the database (created if missing).
+    /// Directory holding the database and search index (created if missing); unused when
+    /// `--database-url` is set.
     #[arg(long, env = "CHATD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+
+    /// `postgres://user:password@host:port/database`: the scale-out mode, any number of
+    /// instances on one PostgreSQL, nothing kept on local disk. Unset: the embedded mode.
+    #[arg(long, env = "CHATD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Address of the full API.
     #[arg(long, env = "CHATD_LISTEN", default_value = "127.0.0.1:3000")]
@@ -105,7 +111,8 @@ pub struct Config {
     #[arg(long, env = "CHATD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
 
-    /// How hard each commit waits for the disk.
+    /// How hard each commit waits for the disk (embedded mode; PostgreSQL always commits
+    /// with `synchronous_commit` on).
     #[arg(long, env = "CHATD_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
     pub synchronous: Synchronous,
 
@@ -119,13 +126,14 @@ pub struct Config {
 
     /// List pages read at once, each on a read-only database connection of the blocking pool;
     /// and, apart, up to as many lookups by key while lookups run on the pool (while they are
-    /// quick they run on the request's thread and do not count).
+    /// quick they run on the request's thread and do not count). Scale-out mode: the
+    /// instance's PostgreSQL connections are four times this.
     #[arg(long, env = "CHATD_READ_CONNECTIONS", default_value_t = 4)]
     pub read_connections: usize,
 
     /// Least milliseconds between two commits of the search index: a longer interval makes
     /// fewer, larger index segments (less merging and fewer fsyncs) and new messages
-    /// searchable later.
+    /// searchable later (embedded mode).
     #[arg(long, env = "CHATD_INDEX_COMMIT_INTERVAL", default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=60_000))]
     pub index_commit_interval: u64,
 

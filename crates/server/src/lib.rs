@@ -1,6 +1,7 @@
 //! chatd's HTTP server: configuration, routes, extractors, errors, and startup.
 #![deny(unsafe_code)]
 
+pub mod backend;
 pub mod config;
 pub mod error;
 pub mod extract;

@@ -5,8 +5,8 @@ use chatd_search_tantivy::{SearchIndex, rebuild};
 use chatd_store_sqlite::SqliteSource;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::backend::SEARCH_DIR;
 use crate::config::ReindexArgs;
-use crate::startup::SEARCH_DIR;
 
 /// Rebuilds the index. Fails, changing nothing, while a server holds the index's writer.
 pub fn run(args: &ReindexArgs) -> anyhow::Result<()> {

@@ -14,35 +14,22 @@ use axum::body::Body;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::response::Response;
-use chatd_store_sqlite::{Options, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
-use chatd_core::progress::Progress;
-use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
-use chatd_store_sqlite::SqliteSource;
-
+use crate::backend::Backend;
 use crate::config::{Config, Listen};
 use crate::limits::Limiters;
-use crate::search::BlockingSearch;
-use crate::serve::{self, OpenConnections};
-
-/// Directory of the search index inside the data directory.
-pub const SEARCH_DIR: &str = "search";
-/// Searches running at once; more wait for a turn.
-const SEARCH_CONCURRENCY: usize = 4;
 use crate::routes::{self, AppState};
+use crate::serve::{self, OpenConnections};
 
 /// A built server: storage open, listeners bound, not yet serving.
 #[derive(Debug)]
 pub struct Application {
-    store: Arc<SqliteStore>,
-    indexer: Indexer,
-    /// The change sequence the search index covers.
-    indexed: Arc<Progress>,
+    backend: Backend,
     api: (TcpListener, Router),
     creation: Option<(TcpListener, Router)>,
     open_connections: OpenConnections,
@@ -54,34 +41,15 @@ pub struct Application {
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::process::prepare(config.max_connections);
-        let options = Options {
-            durability: config.synchronous.into(),
-            queue_capacity: config.queue_capacity,
-            max_batch: config.max_batch,
-            readers: config.read_connections,
-            ..Options::new(&config.data_dir)
-        };
-        let store = Arc::new(SqliteStore::open(&options)?);
-        let index = Arc::new(SearchIndex::open(&config.data_dir.join(SEARCH_DIR))?);
-        let source = Arc::new(SqliteSource::open(&config.data_dir)?);
-        let indexed = Arc::new(Progress::default());
-        let indexer = Indexer::spawn(
-            index.clone(),
-            source.clone(),
-            store.committed(),
-            indexed.clone(),
-            IndexerOptions {
-                min_commit_interval: Duration::from_millis(config.index_commit_interval),
-                ..IndexerOptions::default()
-            },
-        )?;
+        let backend = Backend::open(&config).await?;
         if config.admin_key.is_none() {
             tracing::warn!("no admin key is set: anyone who reaches the API can list every application");
         }
+        let (ingest, catalog, search) = backend.ports();
         let state = AppState {
-            ingest: store.clone(),
-            catalog: store.clone(),
-            search: Arc::new(BlockingSearch::new(source, index, SEARCH_CONCURRENCY)),
+            ingest,
+            catalog,
+            search,
             admin_key: config.admin_key.as_deref().map(Arc::from),
             max_message_bytes: config.max_message_bytes,
         };
@@ -96,9 +64,7 @@ impl Application {
             }
         };
         Ok(Application {
-            store,
-            indexer,
-            indexed,
+            backend,
             api,
             creation,
             open_connections: OpenConnections::new(config.max_connections as usize),
@@ -118,23 +84,13 @@ impl Application {
         self.creation.as_ref().map(|(l, _)| l.local_addr().expect("a bound listener has an address"))
     }
 
-    /// How far the search index has caught up with the store's change sequence.
-    pub fn indexed(&self) -> Arc<Progress> {
-        self.indexed.clone()
-    }
-
-    /// How many times indexing failed and was retried (e.g. on a full disk).
-    pub fn index_failures(&self) -> Arc<std::sync::atomic::AtomicU64> {
-        self.indexer.failures()
-    }
-
-    /// The store, for statistics.
-    pub fn store(&self) -> Arc<SqliteStore> {
-        self.store.clone()
+    /// The storage it runs on, for statistics and for tests of one mode.
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Serves until `shutdown` completes; then stops accepting, waits (at most the shutdown
-    /// timeout) for open requests, and closes the store so that every accepted write is
+    /// timeout) for open requests, and closes the storage so that every accepted write is
     /// committed before this returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -170,19 +126,13 @@ impl Application {
                 Ok(())
             }
         };
-        // Even when a listener failed: commit what the writer accepted, then index it.
-        self.store.close().await;
-        // The writer has committed everything; index it before exiting.
-        let indexer = self.indexer;
-        let _ = tokio::task::spawn_blocking(move || indexer.close()).await;
-        let stats = self.store.writer_stats();
-        let lookups = self.store.lookup_stats();
+        // Even when a listener failed: commit what the writer accepted.
+        let stats = self.backend.writer_stats();
+        self.backend.close().await;
         tracing::info!(
             commits = stats.commits,
             writes = stats.jobs,
             largest_batch = stats.largest_batch,
-            lookups_inline = lookups.inline,
-            lookups_pooled = lookups.pooled,
             "stopped"
         );
         served

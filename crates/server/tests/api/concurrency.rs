@@ -58,7 +58,7 @@ async fn two_thousand_concurrent_message_creates_number_densely() {
         assert_eq!(acked[&(a, chat)].len(), 400);
         assert_chat_exactly(&app, &apps[a], chat, &acked[&(a, chat)]).await;
     }
-    let stats = app.store.writer_stats();
+    let stats = app.writer_stats();
     assert!(stats.largest_batch > 1, "under load one transaction must carry many creates: {stats:?}");
     println!(
         "2000 concurrent creates: {:.2?}; commits {}, largest batch {}, average {:.1} writes per commit",

@@ -153,13 +153,13 @@ async fn a_full_disk_refuses_creates_with_503_and_chatd_recovers_when_space_retu
     let acked_while_full = acked.len() - before_full;
     assert!(acked_while_full > 0, "the WAL's reused space took no commit on the full disk");
     assert!(
-        app.indexed.get() < app.store.committed().get(),
+        app.embedded().1.get() < app.embedded().0.committed().get(),
         "the index cannot have covered creates committed while the disk was full"
     );
     // Keep the disk full until the indexer has failed (and retried) a few times: each retry
     // must start from a usable writer.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while app.index_failures.load(Ordering::Relaxed) < 3 {
+    while app.embedded().2.load(Ordering::Relaxed) < 3 {
         assert!(std::time::Instant::now() < deadline, "the indexer never tried the full disk");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chatd_core::progress::Progress;
+use chatd_core::stats::WriterStatsSnapshot;
+use chatd_server::backend::Backend;
 use chatd_server::{Application, Config};
+use chatd_store_postgres::PgStore;
 use chatd_store_sqlite::SqliteStore;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -13,7 +16,29 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A running server on port 0 with its own data directory.
+/// Whether this test binary runs the suite on PostgreSQL (`api_postgres`, which includes
+/// these same files) rather than embedded (`api`).
+pub fn on_postgres() -> bool {
+    env!("CARGO_CRATE_NAME") == "api_postgres"
+}
+
+/// The storage behind a test server, kept for the checks tests make on it.
+pub enum Storage {
+    Embedded {
+        store: Arc<SqliteStore>,
+        /// How far the search index has caught up.
+        indexed: Arc<Progress>,
+        /// Failed (and retried) index catch-ups.
+        index_failures: Arc<std::sync::atomic::AtomicU64>,
+    },
+    Postgres(Arc<PgStore>),
+}
+
+/// The file in a test's data directory that names its PostgreSQL database, so that a
+/// restart on the same directory finds the same data (as the embedded mode does).
+const DATABASE_URL_FILE: &str = "database-url";
+
+/// A running server on port 0 with its own data directory (and, on PostgreSQL, database).
 pub struct TestApp {
     /// `http://127.0.0.1:<port>` of the full API.
     pub api: String,
@@ -21,11 +46,7 @@ pub struct TestApp {
     pub creation: String,
     pub api_addr: SocketAddr,
     pub client: Client,
-    pub store: Arc<SqliteStore>,
-    /// How far the search index has caught up.
-    pub indexed: Arc<Progress>,
-    /// Failed (and retried) index catch-ups.
-    pub index_failures: Arc<std::sync::atomic::AtomicU64>,
+    pub storage: Storage,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Kept so that the directory lives as long as the app; `stop` hands it back.
@@ -44,13 +65,21 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 /// Starts a server on an existing data directory (for restarts).
 pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::ephemeral(dir.path());
+    if on_postgres() {
+        config.database_url = Some(database_url(&dir));
+    }
     adjust(&mut config);
     let app = Application::build(config).await.expect("the server starts");
     let api_addr = app.api_addr();
     let creation = app.creation_addr().map(|a| format!("http://{a}")).unwrap_or_default();
-    let store = app.store();
-    let indexed = app.indexed();
-    let index_failures = app.index_failures();
+    let storage = match app.backend() {
+        Backend::Embedded(e) => Storage::Embedded {
+            store: e.store.clone(),
+            indexed: e.indexed.clone(),
+            index_failures: e.index_failures(),
+        },
+        Backend::Postgres(pg) => Storage::Postgres(pg.clone()),
+    };
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -60,16 +89,42 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
         creation,
         api_addr,
         client: Client::builder().pool_max_idle_per_host(64).build().unwrap(),
-        store,
-        indexed,
-        index_failures,
+        storage,
         shutdown: Some(tx),
         server: Some(server),
         dir: Some(dir),
     }
 }
 
+/// The test's database: the one its data directory names, else a fresh one (then named
+/// there) on the shared test server.
+fn database_url(dir: &TempDir) -> String {
+    let file = dir.path().join(DATABASE_URL_FILE);
+    if let Ok(url) = std::fs::read_to_string(&file) {
+        return url;
+    }
+    let url = chatd_pg_testing::TestPostgres::shared().fresh_database().expect("a database for the test");
+    std::fs::write(&file, &url).unwrap();
+    url
+}
+
 impl TestApp {
+    /// What the writer has committed so far.
+    pub fn writer_stats(&self) -> WriterStatsSnapshot {
+        match &self.storage {
+            Storage::Embedded { store, .. } => store.writer_stats(),
+            Storage::Postgres(pg) => pg.writer_stats(),
+        }
+    }
+
+    /// The embedded mode's store and index progress; for tests of that mode alone.
+    pub fn embedded(&self) -> (&Arc<SqliteStore>, &Arc<Progress>, &Arc<std::sync::atomic::AtomicU64>) {
+        match &self.storage {
+            Storage::Embedded { store, indexed, index_failures } => (store, indexed, index_failures),
+            Storage::Postgres(_) => panic!("this test is for the embedded mode"),
+        }
+    }
+
     /// Shuts the server down gracefully and hands back its data directory.
     pub async fn stop(mut self) -> TempDir {
         let _ = self.shutdown.take().unwrap().send(());
@@ -122,11 +177,13 @@ impl TestApp {
     }
 
     /// Waits until the search index covers every commit made so far (polling a condition,
-    /// with a deadline, never a blind sleep).
+    /// with a deadline, never a blind sleep). On PostgreSQL a message is searchable in the
+    /// transaction that stores it: there is nothing to wait for.
     pub async fn wait_indexed(&self) {
-        let target = self.store.committed().get();
+        let Storage::Embedded { store, indexed, .. } = &self.storage else { return };
+        let target = store.committed().get();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while self.indexed.get() < target {
+        while indexed.get() < target {
             assert!(std::time::Instant::now() < deadline, "the index did not catch up within 10 s");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }

@@ -38,7 +38,7 @@ async fn a_graceful_stop_commits_every_accepted_write() {
         .collect();
     // Stop once some writes are committed, while others are still arriving.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while app.store.writer_stats().jobs < 20 {
+    while app.writer_stats().jobs < 20 {
         assert!(std::time::Instant::now() < deadline, "no write got in");
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }

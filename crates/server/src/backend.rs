@@ -1,0 +1,138 @@
+//! The storage half of the composition root: the one place that knows which backend runs.
+//! [`Backend::open`] builds it from the configuration (`--database-url` unset: embedded,
+//! SQLite and tantivy in the data directory; set: PostgreSQL), and [`Backend::ports`] hands
+//! the routes the three ports they use, so no route, extractor or error mapping knows which.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use chatd_core::progress::Progress;
+use chatd_core::stats::WriterStatsSnapshot;
+use chatd_core::{Catalog, Ingest, Search};
+use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
+use chatd_store_postgres::PgStore;
+use chatd_store_sqlite::{Options, SqliteSource, SqliteStore};
+
+use crate::config::Config;
+use crate::search::BlockingSearch;
+
+/// Directory of the search index inside the data directory.
+pub const SEARCH_DIR: &str = "search";
+/// Searches running at once in the embedded mode; more wait for a turn.
+const SEARCH_CONCURRENCY: usize = 4;
+
+/// The storage a server runs on.
+#[derive(Debug)]
+pub enum Backend {
+    Embedded(Embedded),
+    Postgres(Arc<PgStore>),
+}
+
+/// The embedded mode's parts: the SQLite store, and the indexer that follows it.
+#[derive(Debug)]
+pub struct Embedded {
+    pub store: Arc<SqliteStore>,
+    index: Arc<SearchIndex>,
+    source: Arc<SqliteSource>,
+    indexer: Indexer,
+    /// The change sequence the search index covers.
+    pub indexed: Arc<Progress>,
+}
+
+impl Embedded {
+    /// How many times indexing failed and was retried (e.g. on a full disk).
+    pub fn index_failures(&self) -> Arc<AtomicU64> {
+        self.indexer.failures()
+    }
+}
+
+impl Backend {
+    pub async fn open(config: &Config) -> anyhow::Result<Self> {
+        match &config.database_url {
+            Some(url) => {
+                let options = chatd_store_postgres::Options {
+                    queue_capacity: config.queue_capacity,
+                    max_batch: config.max_batch,
+                    max_connections: u32::try_from(config.read_connections.saturating_mul(4))
+                        .unwrap_or(u32::MAX),
+                    ..chatd_store_postgres::Options::new(url.clone())
+                };
+                Ok(Backend::Postgres(Arc::new(PgStore::connect(&options).await?)))
+            }
+            None => Ok(Backend::Embedded(open_embedded(config)?)),
+        }
+    }
+
+    /// The ports the routes use.
+    pub fn ports(&self) -> (Arc<dyn Ingest>, Arc<dyn Catalog>, Arc<dyn Search>) {
+        match self {
+            Backend::Embedded(e) => (
+                e.store.clone(),
+                e.store.clone(),
+                Arc::new(BlockingSearch::new(e.source.clone(), e.index.clone(), SEARCH_CONCURRENCY)),
+            ),
+            Backend::Postgres(pg) => (pg.clone(), pg.clone(), pg.clone()),
+        }
+    }
+
+    /// The embedded mode's parts, when it runs.
+    pub fn embedded(&self) -> Option<&Embedded> {
+        match self {
+            Backend::Embedded(e) => Some(e),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// What the writer has committed so far.
+    pub fn writer_stats(&self) -> WriterStatsSnapshot {
+        match self {
+            Backend::Embedded(e) => e.store.writer_stats(),
+            Backend::Postgres(pg) => pg.writer_stats(),
+        }
+    }
+
+    /// Commits every write already accepted (and, embedded, indexes it), then lets go.
+    pub async fn close(self) {
+        match self {
+            Backend::Embedded(e) => {
+                e.store.close().await;
+                // The writer has committed everything; index it before exiting.
+                let indexer = e.indexer;
+                let _ = tokio::task::spawn_blocking(move || indexer.close()).await;
+                let lookups = e.store.lookup_stats();
+                tracing::info!(
+                    lookups_inline = lookups.inline,
+                    lookups_pooled = lookups.pooled,
+                    "storage closed"
+                );
+            }
+            Backend::Postgres(pg) => pg.close().await,
+        }
+    }
+}
+
+fn open_embedded(config: &Config) -> anyhow::Result<Embedded> {
+    let options = Options {
+        durability: config.synchronous.into(),
+        queue_capacity: config.queue_capacity,
+        max_batch: config.max_batch,
+        readers: config.read_connections,
+        ..Options::new(&config.data_dir)
+    };
+    let store = Arc::new(SqliteStore::open(&options)?);
+    let index = Arc::new(SearchIndex::open(&config.data_dir.join(SEARCH_DIR))?);
+    let source = Arc::new(SqliteSource::open(&config.data_dir)?);
+    let indexed = Arc::new(Progress::default());
+    let indexer = Indexer::spawn(
+        index.clone(),
+        source.clone(),
+        store.committed(),
+        indexed.clone(),
+        IndexerOptions {
+            min_commit_interval: Duration::from_millis(config.index_commit_interval),
+            ..IndexerOptions::default()
+        },
+    )?;
+    Ok(Embedded { store, index, source, indexer, indexed })
+}

@@ -1,0 +1,32 @@
+//! The HTTP suite of `tests/api` again, with chatd in its scale-out mode: each test's server
+//! runs with `--database-url` on a database of its own, on a throwaway PostgreSQL started by
+//! `chatd-pg-testing` (or the server `CHATD_TEST_DATABASE_URL` names). The helpers tell the
+//! two binaries apart by crate name. Left out: the tests of the embedded mode alone (a full
+//! disk under the data directory, the index's catch-up) and those that run the `chatd`
+//! binary on a data directory (`crash`, `jepsen`, `process`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../api/applications.rs"]
+mod applications;
+#[path = "../api/chats.rs"]
+mod chats;
+#[path = "../api/concurrency.rs"]
+mod concurrency;
+#[path = "../api/errors.rs"]
+mod errors;
+// Helpers of the binary-running tests left out above are unused here.
+#[allow(dead_code)]
+#[path = "../api/helpers.rs"]
+mod helpers;
+#[path = "../api/hostile.rs"]
+mod hostile;
+#[path = "../api/limits.rs"]
+mod limits;
+#[path = "../api/messages.rs"]
+mod messages;
+#[path = "../api/openapi.rs"]
+mod openapi;
+#[path = "../api/restart.rs"]
+mod restart;
+#[path = "../api/search.rs"]
+mod search;
