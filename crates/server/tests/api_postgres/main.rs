@@ -3,7 +3,7 @@
 //! `chatd-pg-testing` (or the server `CHATD_TEST_DATABASE_URL` names). The helpers tell the
 //! two binaries apart by crate name. Left out: the tests of the embedded mode alone (a full
 //! disk under the data directory, the index's catch-up) and those that run the `chatd`
-//! binary on a data directory (`crash`, `jepsen`, `process`).
+//! binary on a data directory (`crash`, `jepsen`, `process`). Added: the faults of this mode.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../api/applications.rs"]
@@ -14,6 +14,7 @@ mod chats;
 mod concurrency;
 #[path = "../api/errors.rs"]
 mod errors;
+mod faults;
 // Helpers of the binary-running tests left out above are unused here.
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]
