@@ -4,8 +4,9 @@
 //!   queue, and one task applies every job waiting at that moment in one transaction. The
 //!   parents' counter rows are locked in a fixed order (applications, then chats, each by
 //!   id), numbers are taken from them, rows are inserted in bulk, and the batch commits
-//!   once before any job is answered. Instances never deadlock on each other's batches;
-//!   a deadlock or serialization failure PostgreSQL reports anyway is retried inside.
+//!   once before any job is answered. Batches of different instances wait for each other,
+//!   never in a cycle; should PostgreSQL abort one anyway (deadlock, serialization), it runs
+//!   again inside.
 //! - Reads go through [`reads`] on the pool: every lookup and list is one indexed query.
 //! - Search goes through [`search`]: pg_trgm over the normalised body, written in the row's
 //!   transaction, then the core's exact verification and ranking.

@@ -3,7 +3,10 @@
 //!
 //! 1. lock the applications that gain chats or names, by id; then the chats that gain
 //!    messages, by id (every instance locks in this order, so batches of different
-//!    instances wait for each other but never deadlock);
+//!    instances wait for each other but never in a cycle). The locks are `FOR NO KEY
+//!    UPDATE`: they exclude each other, but not the share locks that inserts' foreign-key
+//!    checks take on the same parents (a plain `FOR UPDATE` would, and batches creating
+//!    chats in an application deadlocked with batches creating messages in it);
 //! 2. check each job against what it locked (a missing application or chat fails that job
 //!    alone, before anything of it is written);
 //! 3. number the new rows from the locked counts, insert them in bulk, store the counts;
@@ -421,7 +424,7 @@ async fn lock_applications(
         return Ok(HashMap::new());
     }
     let rows = sqlx::query(
-        "SELECT id, token, chats_count FROM applications WHERE token = ANY ($1) ORDER BY id FOR UPDATE",
+        "SELECT id, token, chats_count FROM applications WHERE token = ANY ($1) ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(tokens)
     .fetch_all(&mut *db)
@@ -467,7 +470,7 @@ async fn lock_chats<'a>(db: &mut PgConnection, keys: &[(&'a str, i64)]) -> Resul
         "SELECT c.id, c.application_id, c.messages_count, a.token, c.number \
          FROM chats c JOIN applications a ON a.id = c.application_id \
          WHERE (a.token, c.number) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) \
-         ORDER BY c.id FOR UPDATE OF c",
+         ORDER BY c.id FOR NO KEY UPDATE OF c",
     )
     .bind(&tokens)
     .bind(&numbers)

@@ -34,23 +34,38 @@ fn chat(n: i64) -> ChatNumber {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_starting_at_once_migrate_once_and_number_densely_together() {
     let url = database();
-    let stores: Vec<Arc<PgStore>> =
-        futures::future::join_all((0..3).map(|_| store(&url))).await.into_iter().map(Arc::new).collect();
+    // Room in each queue for every request sent at once below.
+    let options = Options { queue_capacity: 4096, ..Options::new(&url) };
+    let stores: Vec<Arc<PgStore>> = futures::future::join_all((0..3).map(|_| PgStore::connect(&options)))
+        .await
+        .into_iter()
+        .map(|s| Arc::new(s.expect("the store connects and migrates")))
+        .collect();
     let app = stores[0].create_application(name("app")).await.unwrap().token;
 
-    // 300 chats and then 3,000 messages over 5 chats, spread over the three instances.
-    let chats = futures::future::join_all((0..300).map(|i| {
+    // Five chats first; then, at once, 295 more chats, 3,000 messages over the first five
+    // and renames of the application, spread over the three instances: batches that lock
+    // the application and batches that insert under it (whose foreign keys take a share
+    // lock on its row) run side by side.
+    for _ in 0..5 {
+        stores[0].create_chat(app.clone()).await.unwrap();
+    }
+    let chats = futures::future::join_all((0..295).map(|i| {
         let (s, t) = (stores[i % 3].clone(), app.clone());
-        async move { s.create_chat(t).await.unwrap().get() }
-    }))
-    .await;
-    assert_eq!(chats.iter().copied().collect::<BTreeSet<_>>(), (1..=300).collect::<BTreeSet<_>>());
+        async move {
+            if i % 50 == 0 {
+                s.rename_application(t.clone(), name(&format!("app {i}"))).await.unwrap();
+            }
+            s.create_chat(t).await.unwrap().get()
+        }
+    }));
     let messages = futures::future::join_all((0..3000).map(|i| {
         let (s, t) = (stores[i % 3].clone(), app.clone());
         let c = chat(i as i64 % 5 + 1);
         async move { (c.get(), s.create_message(t, c, body(&format!("m{i}"))).await.unwrap().get()) }
-    }))
-    .await;
+    }));
+    let (chats, messages) = tokio::join!(chats, messages);
+    assert_eq!(chats.iter().copied().collect::<BTreeSet<_>>(), (6..=300).collect::<BTreeSet<_>>());
     let mut by_chat: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
     for (c, n) in messages {
         assert!(by_chat.entry(c).or_default().insert(n), "number {n} given twice in chat {c}");
@@ -65,6 +80,13 @@ async fn instances_starting_at_once_migrate_once_and_number_densely_together() {
     for s in &stores {
         s.close().await;
     }
+    // The batches waited for each other's locks, never in a cycle (the counters are locked
+    // FOR NO KEY UPDATE, which the inserts' foreign-key checks do not wait for). Closed
+    // connections have flushed their statistics.
+    let pg = chatd_pg_testing::TestPostgres::shared();
+    let deadlocks =
+        pg.psql(&url, "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()").unwrap();
+    assert_eq!(deadlocks.trim(), "0", "deadlocks between the instances' batches");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
