@@ -18,15 +18,17 @@
 //! # Why the ports are split the way they are
 //!
 //! Writes and reads go through different traits on purpose. [`ports::Ingest`] accepts creates
-//! and edits and answers only once they are durable; [`ports::Catalog`] answers reads. In
-//! the embedded mode one SQLite adapter implements both: a single writer thread assigns
-//! numbers and group-commits, a pool of read-only connections serves reads. In the
-//! scale-out mode (SPEC §2) `Ingest` is meant to be implemented by a Redis adapter (numbers
-//! from atomic counters, the create durably enqueued on a stream in the same step, applied
-//! by idempotent workers) and `Catalog` by a PostgreSQL adapter. The HTTP layer holds one
-//! `Arc<dyn Ingest>` and one `Arc<dyn Catalog>` chosen at start, so the second mode plugs in
-//! without touching a route. Existence checks (SPEC §4.2) are the `Ingest` implementor's
-//! job because only it can make them atomic with number assignment.
+//! and edits and answers only once they are durable; [`ports::Catalog`] answers reads;
+//! [`ports::Search`] answers searches. In the embedded mode one SQLite adapter implements
+//! the first two (a single writer thread assigns numbers and group-commits, a pool of
+//! read-only connections serves reads) and search runs over a tantivy index fed by the
+//! store's change feed ([`search::ChangeFeed`], [`search::MessageSource`],
+//! [`search::CandidateIndex`]: the embedded mode's own ports). In the scale-out mode
+//! (SPEC §2) one PostgreSQL adapter implements all three, each instance batching its
+//! writes into transactions that lock the parents' counters. The HTTP layer holds one
+//! `Arc<dyn …>` of each, chosen at start, so no route knows which mode runs. Existence
+//! checks (SPEC §4.2) are the `Ingest` implementor's job because only it can make them
+//! atomic with number assignment.
 #![forbid(unsafe_code)]
 
 pub mod domain;

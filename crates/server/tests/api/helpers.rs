@@ -66,7 +66,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::ephemeral(dir.path());
     if on_postgres() {
-        config.database_url = Some(database_url(&dir));
+        config.database_url = Some(database_url(dir.path()));
     }
     adjust(&mut config);
     let app = Application::build(config).await.expect("the server starts");
@@ -98,8 +98,8 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
 
 /// The test's database: the one its data directory names, else a fresh one (then named
 /// there) on the shared test server.
-fn database_url(dir: &TempDir) -> String {
-    let file = dir.path().join(DATABASE_URL_FILE);
+fn database_url(dir: &std::path::Path) -> String {
+    let file = dir.join(DATABASE_URL_FILE);
     if let Ok(url) = std::fs::read_to_string(&file) {
         return url;
     }
@@ -385,12 +385,15 @@ pub fn start_chatd(data_dir: &std::path::Path) -> (Process, String) {
 /// The binary on a data directory, API only, on a port of its choosing, with the rate
 /// limits off (as `Config::ephemeral`: every request of a test comes from one address, and
 /// a fast build of a test such as the jepsen one's final reads outran the per-IP default;
-/// the limits have tests of their own).
+/// the limits have tests of their own). On PostgreSQL, on the database the directory names.
 pub fn chatd_on(data_dir: &std::path::Path) -> std::process::Command {
     let mut command = chatd_command();
     command
         .args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--ip-rate", "0", "--token-rate", "0"])
         .arg("--data-dir")
         .arg(data_dir);
+    if on_postgres() {
+        command.arg("--database-url").arg(database_url(data_dir));
+    }
     command
 }

@@ -15,5 +15,6 @@ mod limits;
 mod messages;
 mod openapi;
 mod process;
+mod reindex;
 mod restart;
 mod search;

@@ -1,9 +1,9 @@
 //! The HTTP suite of `tests/api` again, with chatd in its scale-out mode: each test's server
 //! runs with `--database-url` on a database of its own, on a throwaway PostgreSQL started by
 //! `chatd-pg-testing` (or the server `CHATD_TEST_DATABASE_URL` names). The helpers tell the
-//! two binaries apart by crate name. Left out: the tests of the embedded mode alone (a full
-//! disk under the data directory, the index's catch-up) and those that run the `chatd`
-//! binary on a data directory (`crash`, `jepsen`, `process`). Added: the faults of this mode.
+//! two binaries apart by crate name; a test's data directory names its database, so a
+//! restart (in process, or of the `chatd` binary after `kill -9`) finds the same data. Left
+//! out: the embedded mode's full-disk test. Added: the faults of this mode.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../api/applications.rs"]
@@ -12,6 +12,8 @@ mod applications;
 mod chats;
 #[path = "../api/concurrency.rs"]
 mod concurrency;
+#[path = "../api/crash.rs"]
+mod crash;
 #[path = "../api/errors.rs"]
 mod errors;
 mod faults;
@@ -21,12 +23,16 @@ mod faults;
 mod helpers;
 #[path = "../api/hostile.rs"]
 mod hostile;
+#[path = "../api/jepsen.rs"]
+mod jepsen;
 #[path = "../api/limits.rs"]
 mod limits;
 #[path = "../api/messages.rs"]
 mod messages;
 #[path = "../api/openapi.rs"]
 mod openapi;
+#[path = "../api/process.rs"]
+mod process;
 #[path = "../api/restart.rs"]
 mod restart;
 #[path = "../api/search.rs"]
