@@ -59,6 +59,15 @@ impl Options {
     }
 }
 
+/// Settings of every connection chatd opens.
+///
+/// - `synchronous_commit`: acknowledged means committed to disk (SPEC §4.3), whatever the
+///   server's default.
+/// - `enable_seqscan`: every statement of chatd is a lookup or a range scan on an index, and
+///   must stay one: when few rows are expected to match (a rare search term) PostgreSQL
+///   would otherwise rather read the whole table than a chat's rows in number order.
+pub const SESSION_SETTINGS: [(&str, &str); 2] = [("synchronous_commit", "on"), ("enable_seqscan", "off")];
+
 /// The scale-out store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct PgStore {
@@ -74,8 +83,7 @@ impl PgStore {
             .url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
-        // Acknowledged means committed to disk (SPEC §4.3), whatever the server's default.
-        let connect = connect.options([("synchronous_commit", "on")]);
+        let connect = connect.options(SESSION_SETTINGS);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(2))
             .acquire_timeout(options.acquire_timeout)

@@ -253,3 +253,55 @@ async fn search_answers_what_the_core_matcher_answers_and_stays_in_its_chat() {
     assert!(matches!(missing, Err(StoreError::ChatNotFound)), "{missing:?}");
     s.close().await;
 }
+
+/// Terms the trigram index cannot serve (under three characters, emoji, punctuation) are
+/// answered from the chat's own rows through its primary key, never by reading every
+/// message; longer terms may use the index. Checked on PostgreSQL's plans, with chatd's
+/// session settings, custom and generic (a prepared statement may switch to the latter),
+/// for the statement search runs: over 300 chats of 200 messages, and over 2 chats of
+/// 20,000 (where, without the settings, reading the whole table is estimated cheaper).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_keyword_makes_search_read_every_message() {
+    let settings: String =
+        chatd_store_postgres::SESSION_SETTINGS.iter().map(|(k, v)| format!("SET {k} = {v}; ")).collect();
+    let statement = "SELECT number, body, body_norm, created_at, updated_at FROM messages \
+         WHERE chat_id = $1 AND number < $2 AND body_norm LIKE ALL ($3) ORDER BY number DESC LIMIT $4";
+    for (chats, per_chat) in [(300, 200), (2, 20_000)] {
+        let url = database();
+        let s = store(&url).await;
+        s.create_application(name("app")).await.unwrap();
+        s.close().await;
+        let pg = chatd_pg_testing::TestPostgres::shared();
+        pg.psql(
+            &url,
+            &format!(
+                "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
+                 SELECT a.id, n, {per_chat}, 0, 0 FROM applications a, generate_series(1, {chats}) AS n; \
+                 INSERT INTO messages (application_id, chat_id, number, body, body_norm, created_at, updated_at) \
+                 SELECT c.application_id, c.id, n, 'body ' || n, 'body ' || n, 0, 0 \
+                 FROM chats c, generate_series(1, {per_chat}) AS n; ANALYZE"
+            ),
+        )
+        .unwrap();
+        for term in ["ab", "a", "😀", "%", "_", "quick", "body 1"] {
+            let pattern = format!("%{}%", term.replace('%', "\\%").replace('_', "\\_"));
+            for mode in ["force_custom_plan", "force_generic_plan"] {
+                let plan = pg
+                    .psql(
+                        &url,
+                        &format!(
+                            "{settings} SET plan_cache_mode = {mode}; \
+                             PREPARE search(bigint, bigint, text[], bigint) AS {statement}; \
+                             EXPLAIN EXECUTE search({chats}, 9223372036854775807, ARRAY['{pattern}'], 256)"
+                        ),
+                    )
+                    .unwrap();
+                let at = format!("{term:?}, {mode}, {chats} chats");
+                assert!(!plan.contains("Seq Scan on messages"), "{at}: reads every message:\n{plan}");
+                if term.chars().count() < 3 {
+                    assert!(plan.contains("messages_pkey"), "{at}: the chat's rows:\n{plan}");
+                }
+            }
+        }
+    }
+}
