@@ -17,6 +17,7 @@ mod crash;
 #[path = "../api/errors.rs"]
 mod errors;
 mod faults;
+mod instances;
 // Helpers of the binary-running tests left out above are unused here.
 #[allow(dead_code)]
 #[path = "../api/helpers.rs"]

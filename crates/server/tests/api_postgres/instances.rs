@@ -1,0 +1,106 @@
+//! Three `chatd` processes on one database (issue 22, item 6): numbers stay dense and unique
+//! and counts exact when creates arrive through all three at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chatd_pg_testing::TestPostgres;
+use futures::StreamExt;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{chatd_command, follow_pages, start_process};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_number_3000_messages_and_300_chats_densely() {
+    let url = TestPostgres::shared().fresh_database().unwrap();
+    let instances: Vec<_> = (0..3)
+        .map(|_| {
+            let mut command = chatd_command();
+            command
+                .args([
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--creation-listen",
+                    "off",
+                    "--ip-rate",
+                    "0",
+                    "--token-rate",
+                    "0",
+                ])
+                .args(["--database-url", &url]);
+            start_process(command)
+        })
+        .collect();
+    let bases: Vec<String> = instances.iter().map(|(_, base)| base.clone()).collect();
+    let client = Client::builder().pool_max_idle_per_host(128).build().unwrap();
+    let r = client
+        .post(format!("{}/applications", bases[0]))
+        .json(&json!({"name": "three"}))
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    for chat in 1..=5 {
+        let r = client.post(format!("{}/applications/{token}/chats", bases[chat % 3])).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+
+    // 3,000 message creates over the 5 chats and 295 more chats, all at once (256 in
+    // flight), round-robin over the three instances.
+    let requests = (0..3295).map(|i| {
+        let base = &bases[i % 3];
+        let (path, body) = if i % 11 == 10 && i / 11 < 295 {
+            (format!("/applications/{token}/chats"), None)
+        } else {
+            (
+                format!("/applications/{token}/chats/{}/messages", i % 5 + 1),
+                Some(json!({"body": format!("m{i}")})),
+            )
+        };
+        let request = match &body {
+            Some(b) => client.post(format!("{base}{path}")).json(b),
+            None => client.post(format!("{base}{path}")),
+        };
+        async move {
+            let r = request.send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED, "{path}");
+            let v = r.json::<Value>().await.unwrap();
+            (body.is_some().then(|| v["chat_number"].as_i64().unwrap()), v["number"].as_i64().unwrap())
+        }
+    });
+    let answers: Vec<(Option<i64>, i64)> =
+        futures::stream::iter(requests).buffer_unordered(256).collect().await;
+    let mut messages: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+    let mut chats: BTreeSet<i64> = (1..=5).collect();
+    for (chat, n) in answers {
+        let fresh = match chat {
+            Some(c) => messages.entry(c).or_default().insert(n),
+            None => chats.insert(n),
+        };
+        assert!(fresh, "number {n} acknowledged twice ({chat:?})");
+    }
+    assert_eq!(chats, (1..=300).collect::<BTreeSet<_>>(), "chat numbers dense and unique");
+    assert_eq!(messages.values().map(BTreeSet::len).sum::<usize>(), 3000);
+    for (chat, numbers) in &messages {
+        let count = numbers.len() as i64;
+        assert_eq!(numbers, &(1..=count).collect::<BTreeSet<_>>(), "chat {chat}: message numbers dense");
+        // Read back through another instance than most of its writes went through.
+        let base = &bases[*chat as usize % 3];
+        let stored =
+            follow_pages(&client, base, &format!("/applications/{token}/chats/{chat}/messages?limit=1000"))
+                .await;
+        assert_eq!(stored.len() as i64, count, "chat {chat}: every acknowledged message stored");
+        let c: Value = client
+            .get(format!("{base}/applications/{token}/chats/{chat}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(c["messages_count"], count, "chat {chat}: the count is exact");
+    }
+    let a: Value =
+        client.get(format!("{}/applications/{token}", bases[2])).send().await.unwrap().json().await.unwrap();
+    assert_eq!(a["chats_count"], 300);
+}
