@@ -96,6 +96,11 @@ pub async fn spawn_app_in(dir: TempDir, adjust: impl FnOnce(&mut Config)) -> Tes
     }
 }
 
+/// Names `url` as the database of a test's data directory (before any server starts on it).
+pub fn use_database(dir: &std::path::Path, url: &str) {
+    std::fs::write(dir.join(DATABASE_URL_FILE), url).unwrap();
+}
+
 /// The test's database: the one its data directory names, else a fresh one (then named
 /// there) on the shared test server.
 fn database_url(dir: &std::path::Path) -> String {

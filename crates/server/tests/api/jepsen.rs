@@ -9,6 +9,11 @@
 //!
 //! `JEPSEN_SEED` replays a run's choices (which request, which target, when to kill; thread
 //! timing still varies); `JEPSEN_CYCLES` raises the number of kills (default 20).
+//!
+//! On PostgreSQL (the `api_postgres` binary) half the cycles, at random, stop PostgreSQL at
+//! once instead (`pg_ctl stop -m immediate`, on a server of the test's own) and start it
+//! again while chatd runs on; there a 503 `unavailable` is an unknown outcome, since a
+//! connection lost during COMMIT leaves the client not knowing.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -19,7 +24,7 @@ use futures::StreamExt;
 use reqwest::{Client, RequestBuilder, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{follow_pages, start_chatd};
+use crate::helpers::{follow_pages, on_postgres, start_chatd, use_database};
 
 /// Concurrent clients per cycle.
 const WORKERS: usize = 8;
@@ -158,7 +163,15 @@ async fn exchange(request: RequestBuilder, expected: StatusCode, what: &str, mod
             if status != StatusCode::SERVICE_UNAVAILABLE {
                 model.lock().unwrap().errors.push(format!("{what}: {status} {text}"));
             }
-            Reply::Refused
+            // On PostgreSQL a batch may have committed when its connection broke.
+            let code = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned));
+            if on_postgres() && code.as_deref() == Some("unavailable") {
+                Reply::Unknown
+            } else {
+                Reply::Refused
+            }
         }
     }
 }
@@ -474,6 +487,13 @@ async fn jepsen_kill_9_cycles_lose_and_duplicate_nothing() {
     let started = Instant::now();
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
+    // On PostgreSQL, a server of the test's own: some cycles stop it.
+    let mut postgres = on_postgres().then(|| {
+        let pg = chatd_pg_testing::TestPostgres::start().expect("a PostgreSQL of the test's own");
+        use_database(dir.path(), &pg.fresh_database().unwrap());
+        pg
+    });
+    let mut postgres_stops = 0;
     let client = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     let model = Arc::new(Mutex::new(Model { owned: vec![Vec::new(); WORKERS], ..Model::default() }));
 
@@ -494,8 +514,9 @@ async fn jepsen_kill_9_cycles_lose_and_duplicate_nothing() {
         m.acked_chat_creates += 1;
     }
 
+    let mut killed = false;
     for cycle in 1..=cycles {
-        if cycle > 1 {
+        if killed {
             (child, base) = start_chatd(dir.path());
         }
         let before = model.lock().unwrap().acked_message_creates;
@@ -507,13 +528,35 @@ async fn jepsen_kill_9_cycles_lose_and_duplicate_nothing() {
             .collect();
         let kill_after = Duration::from_millis(rng.below(MAX_KILL_AFTER_MS + 1));
         tokio::time::sleep(kill_after).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        for w in workers {
-            w.await.unwrap();
-        }
+        let fault = match postgres.as_mut() {
+            Some(pg) if rng.below(2) == 0 => {
+                pg.stop_immediately().unwrap();
+                // The workers end at their first 503 (or lost connection) to the running chatd.
+                for w in workers {
+                    w.await.unwrap();
+                }
+                pg.start_again().unwrap();
+                postgres_stops += 1;
+                killed = false;
+                "PostgreSQL stopped"
+            }
+            _ => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                for w in workers {
+                    w.await.unwrap();
+                }
+                killed = true;
+                "chatd killed"
+            }
+        };
         let acked = model.lock().unwrap().acked_message_creates - before;
-        println!("cycle {cycle}: killed after {kill_after:?}; {acked} message creates acknowledged");
+        println!("cycle {cycle}: {fault} after {kill_after:?}; {acked} message creates acknowledged");
+    }
+    if !killed {
+        // The last cycle stopped PostgreSQL and left this chatd running: end it first.
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     // A clean start on the same directory, checked against the history.
@@ -525,7 +568,7 @@ async fn jepsen_kill_9_cycles_lose_and_duplicate_nothing() {
     let violations = f.violations();
     let violations_text: Vec<String> = violations.iter().map(|(name, n)| format!("{name}={n}")).collect();
     report(&format!(
-        "jepsen: seed={seed} cycles={cycles} acked_creates={} (chats={} messages={}) acked_edits={} \
+        "jepsen: seed={seed} cycles={cycles} postgres_stops={postgres_stops} acked_creates={} (chats={} messages={}) acked_edits={} \
          unknown={} (applied={} absent={} undecidable={}) refused={} stored_chats={} stored_messages={} \
          {} errors={} elapsed={:.1}s",
         model.acked_chat_creates + model.acked_message_creates,
