@@ -4,7 +4,9 @@
 # sequences that follow the document's links: application → chats → messages), and fails on
 # any 5xx, or any answer whose status, content type, headers or body the document does not
 # describe. Needs schemathesis (pip install schemathesis==4.32.5, as .ci/run does); extra
-# arguments go to `st run`.
+# arguments go to `st run`. SCHEMATHESIS_BACKEND=postgres runs chatd in its scale-out mode
+# on a throwaway PostgreSQL started here (initdb on a temp dir, as the postgres user when
+# run as root, a free loopback port).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,12 +15,34 @@ target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, 
 data=$(mktemp -d)
 log="$data/chatd.log"
 key="schemathesis-admin-key"
-CHATD_LOG=info "$target/debug/chatd" --data-dir "$data/db" --listen 127.0.0.1:0 --creation-listen off \
+storage=(--data-dir "$data/db")
+pg_stop=true
+if [ "${SCHEMATHESIS_BACKEND:-embedded}" = postgres ]; then
+    pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    as_postgres=()
+    if [ "$(id -u)" -eq 0 ]; then
+        chmod 755 "$data"
+        mkdir "$data/pg" && chown postgres:postgres "$data/pg"
+        as_postgres=(setpriv --reuid=postgres --regid=postgres --init-groups)
+    else
+        mkdir "$data/pg"
+    fi
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "${as_postgres[@]}" "$pgbin/initdb" -D "$data/pg/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    "${as_postgres[@]}" "$pgbin/pg_ctl" -D "$data/pg/data" -l "$data/pg/log" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -k $data/pg" -w start >/dev/null
+    pg_stop() { "${as_postgres[@]}" "$pgbin/pg_ctl" -D "$data/pg/data" -m immediate -w stop >/dev/null; }
+    pg_stop=pg_stop
+    "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -X -q -c 'CREATE DATABASE chatd'
+    storage=(--database-url "postgres://postgres@127.0.0.1:$port/chatd")
+fi
+CHATD_LOG=info "$target/debug/chatd" "${storage[@]}" --listen 127.0.0.1:0 --creation-listen off \
     --admin-key "$key" 2>"$log" &
 pid=$!
 finish() {
     local status=$?
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    $pg_stop
     if [ "$status" -ne 0 ]; then
         echo "== the end of chatd's log (a 500's detail is logged there)"
         tail -n 50 "$log"
