@@ -51,12 +51,17 @@ impl Backend {
     pub async fn open(config: &Config) -> anyhow::Result<Self> {
         match &config.database_url {
             Some(url) => {
+                let defaults = chatd_store_postgres::Options::new(url.clone());
                 let options = chatd_store_postgres::Options {
                     queue_capacity: config.queue_capacity,
                     max_batch: config.max_batch,
                     max_connections: u32::try_from(config.read_connections.saturating_mul(4))
                         .unwrap_or(u32::MAX),
-                    ..chatd_store_postgres::Options::new(url.clone())
+                    // An outage must answer 503 well within the request timeout, not 408.
+                    acquire_timeout: defaults
+                        .acquire_timeout
+                        .min(Duration::from_secs(config.request_timeout) / 3),
+                    ..defaults
                 };
                 Ok(Backend::Postgres(Arc::new(PgStore::connect(&options).await?)))
             }
@@ -92,8 +97,10 @@ impl Backend {
         }
     }
 
-    /// Commits every write already accepted (and, embedded, indexes it), then lets go.
-    pub async fn close(self) {
+    /// Commits every write already accepted (and, embedded, indexes it), then lets go. On
+    /// PostgreSQL at most `within`: a batch PostgreSQL does not answer must not hold the
+    /// process. The embedded mode waits for its writer and indexer, as it always has.
+    pub async fn close(self, within: Duration) {
         match self {
             Backend::Embedded(e) => {
                 e.store.close().await;
@@ -107,7 +114,11 @@ impl Backend {
                     "storage closed"
                 );
             }
-            Backend::Postgres(pg) => pg.close().await,
+            Backend::Postgres(pg) => {
+                if tokio::time::timeout(within, pg.close()).await.is_err() {
+                    tracing::warn!("PostgreSQL did not settle the last writes in time; closing anyway");
+                }
+            }
         }
     }
 }

@@ -128,7 +128,7 @@ impl Application {
         };
         // Even when a listener failed: commit what the writer accepted.
         let stats = self.backend.writer_stats();
-        self.backend.close().await;
+        self.backend.close(self.shutdown_timeout).await;
         tracing::info!(
             commits = stats.commits,
             writes = stats.jobs,

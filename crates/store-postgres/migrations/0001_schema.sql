@@ -22,20 +22,24 @@ CREATE TABLE chats (
     messages_count bigint NOT NULL DEFAULT 0,
     created_at     bigint NOT NULL,
     updated_at     bigint NOT NULL,
-    CONSTRAINT chats_application_number_key UNIQUE (application_id, number)
+    CONSTRAINT chats_application_number_key UNIQUE (application_id, number),
+    -- The target of messages' key: a message's application is its chat's.
+    CONSTRAINT chats_application_id_key UNIQUE (application_id, id)
 );
 
 -- `body_norm` is the body as chatd's search normalises it (SPEC §5), written with the row,
--- so a message is searchable the moment its create commits.
+-- so a message is searchable the moment its create commits. One key to the chat, with its
+-- application: the insert's check then locks the chat row alone, not the application's.
 CREATE TABLE messages (
-    application_id bigint NOT NULL REFERENCES applications (id),
-    chat_id        bigint NOT NULL REFERENCES chats (id),
+    application_id bigint NOT NULL,
+    chat_id        bigint NOT NULL,
     number         bigint NOT NULL CHECK (number >= 1),
     body           text   NOT NULL,
     body_norm      text   NOT NULL,
     created_at     bigint NOT NULL,
     updated_at     bigint NOT NULL,
-    PRIMARY KEY (chat_id, number)
+    PRIMARY KEY (chat_id, number),
+    FOREIGN KEY (application_id, chat_id) REFERENCES chats (application_id, id)
 );
 
 CREATE INDEX messages_body_norm_trgm ON messages USING gin (body_norm gin_trgm_ops);

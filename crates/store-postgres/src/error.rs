@@ -21,6 +21,7 @@ pub(crate) fn map(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
+        | sqlx::Error::BeginFailed
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(format!("database: {e}")),
         _ => StoreError::internal(e),
     }

@@ -12,6 +12,7 @@
 //!   transaction, then the core's exact verification and ranking.
 //!
 //! [`PgStore`] implements [`Ingest`], [`Catalog`] and [`Search`].
+#![forbid(unsafe_code)]
 
 mod error;
 mod reads;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chatd_core::error::StoreResult;
-use chatd_core::search::SearchRequest;
+use chatd_core::search::{SearchRequest, normalize};
 use chatd_core::{
     AppName, AppToken, Application, Catalog, Chat, ChatNumber, Ingest, Listed, Message, MessageBody,
     MessageNumber, NumberBound, Page, Search, StoreError,
@@ -31,6 +32,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
+pub use search::SEARCH_CANDIDATES;
 
 /// Settings of the PostgreSQL store.
 #[derive(Debug, Clone)]
@@ -66,13 +68,30 @@ impl Options {
 /// - `enable_seqscan`: every statement of chatd is a lookup or a range scan on an index, and
 ///   must stay one: when few rows are expected to match (a rare search term) PostgreSQL
 ///   would otherwise rather read the whole table than a chat's rows in number order.
-pub const SESSION_SETTINGS: [(&str, &str); 2] = [("synchronous_commit", "on"), ("enable_seqscan", "off")];
+/// - The timeouts bound what one stuck instance can hold: a batch waiting for a lock, a
+///   statement, or a transaction whose instance stopped talking mid-way (frozen, cut off)
+///   and still holds its parents' locks, which every other instance's batches would wait
+///   for. Each is below the default request timeout, so a client gets a 503, not a 408.
+pub const SESSION_SETTINGS: [(&str, &str); 5] = [
+    ("synchronous_commit", "on"),
+    ("enable_seqscan", "off"),
+    ("lock_timeout", "10s"),
+    ("statement_timeout", "20s"),
+    ("idle_in_transaction_session_timeout", "20s"),
+];
+
+/// Searches running at once per instance; more wait for a turn (as in the embedded mode).
+const SEARCH_CONCURRENCY: usize = 4;
 
 /// The scale-out store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct PgStore {
+    /// Reads and searches.
     pool: PgPool,
+    /// The writer's own connection, so that busy reads never starve a batch of one.
+    write_pool: PgPool,
     writer: writer::Writer,
+    searches: tokio::sync::Semaphore,
 }
 
 impl PgStore {
@@ -85,18 +104,32 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
         let connect = connect.options(SESSION_SETTINGS);
         let pool = PgPoolOptions::new()
-            .max_connections(options.max_connections.max(2))
+            .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(error::map)?;
+        let encoding: String =
+            sqlx::query_scalar("SHOW server_encoding").fetch_one(&pool).await.map_err(error::map)?;
+        if encoding != "UTF8" {
+            return Err(StoreError::Unavailable(format!(
+                "the database's encoding is {encoding}: chatd needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
+            )));
+        }
         sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => error::map(e),
             other => StoreError::Unavailable(format!("migrating the database: {other}")),
         })?;
-        let writer =
-            writer::Writer::spawn(pool.clone(), options.queue_capacity.max(1), options.max_batch.max(1));
-        Ok(PgStore { pool, writer })
+        let write_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_lazy_with(connect);
+        let writer = writer::Writer::spawn(
+            write_pool.clone(),
+            options.queue_capacity.max(1),
+            options.max_batch.max(1),
+        );
+        Ok(PgStore { pool, write_pool, writer, searches: tokio::sync::Semaphore::new(SEARCH_CONCURRENCY) })
     }
 
     /// What the writer has done so far.
@@ -108,6 +141,8 @@ impl PgStore {
     /// the pool. Safe to call more than once.
     pub async fn close(&self) {
         self.writer.close().await;
+        self.write_pool.close().await;
+        self.searches.close();
         self.pool.close().await;
     }
 }
@@ -133,7 +168,10 @@ impl Ingest for PgStore {
         chat: ChatNumber,
         body: MessageBody,
     ) -> StoreResult<MessageNumber> {
-        self.writer.submit(|reply| writer::Write::CreateMessage { token, chat, body, reply }).await
+        let normalized = normalize(body.as_str());
+        self.writer
+            .submit(|reply| writer::Write::CreateMessage { token, chat, body, normalized, reply })
+            .await
     }
 
     async fn edit_message(
@@ -143,12 +181,15 @@ impl Ingest for PgStore {
         number: MessageNumber,
         body: MessageBody,
     ) -> StoreResult<Message> {
-        self.writer.submit(|reply| writer::Write::EditMessage { token, chat, number, body, reply }).await
+        let normalized = normalize(body.as_str());
+        self.writer
+            .submit(|reply| writer::Write::EditMessage { token, chat, number, body, normalized, reply })
+            .await
     }
 
     async fn ready(&self) -> StoreResult<()> {
         self.writer.accepting()?;
-        reads::ping(&self.pool).await
+        reads::writable(&self.pool).await
     }
 }
 
@@ -201,6 +242,8 @@ impl Search for PgStore {
         chat: ChatNumber,
         request: SearchRequest,
     ) -> StoreResult<Vec<Message>> {
+        let _turn =
+            self.searches.acquire().await.map_err(|_| StoreError::Unavailable("shutting down".into()))?;
         search::search(&self.pool, &token, chat, &request).await
     }
 }

@@ -36,6 +36,18 @@ pub(crate) async fn ping(pool: &PgPool) -> StoreResult<()> {
     sqlx::query("SELECT 1").execute(pool).await.map(drop).map_err(map)
 }
 
+/// Whether the server takes writes: reachable, and not a standby in recovery (read-only,
+/// as after a failover that pointed the URL at one).
+pub(crate) async fn writable(pool: &PgPool) -> StoreResult<()> {
+    let in_recovery: bool =
+        sqlx::query_scalar("SELECT pg_is_in_recovery()").fetch_one(pool).await.map_err(map)?;
+    if in_recovery {
+        Err(StoreError::Unavailable("the database is read-only (in recovery)".into()))
+    } else {
+        Ok(())
+    }
+}
+
 /// Reads a positive number column into its domain type.
 pub(crate) fn number<N: TryFrom<i64>>(row: &PgRow, column: &str) -> StoreResult<N> {
     let n: i64 = row.try_get(column).map_err(map)?;

@@ -30,6 +30,11 @@ fn contains_pattern(term: &str) -> String {
     pattern
 }
 
+/// The chat's matching messages below a number, newest first: the statement each chunk of
+/// a search runs (`$1` the chat, `$2` the number, `$3` the patterns, `$4` the chunk size).
+pub const SEARCH_CANDIDATES: &str = "SELECT number, body_norm FROM messages \
+    WHERE chat_id = $1 AND number < $2 AND body_norm LIKE ALL ($3) ORDER BY number DESC LIMIT $4";
+
 pub(crate) async fn search(
     pool: &PgPool,
     token: &AppToken,
@@ -43,28 +48,27 @@ pub(crate) async fn search(
     }
     let patterns: Vec<String> = request.keyword.terms().iter().map(|t| contains_pattern(t)).collect();
     let wanted = request.offset + request.limit;
-    let (mut whole, mut inside) = (Vec::new(), Vec::new());
+    // Numbers only: the bodies of the page are read once it is known.
+    let (mut whole, mut inside): (Vec<i64>, Vec<i64>) = (Vec::new(), Vec::new());
     let mut below = i64::MAX;
     // Newest first, a chunk at a time, until the whole-word matches fill the page (every
     // match inside words would rank after them) or the chat's matches run out.
     while whole.len() < wanted {
-        let rows = sqlx::query(
-            "SELECT number, body, body_norm, created_at, updated_at FROM messages \
-             WHERE chat_id = $1 AND number < $2 AND body_norm LIKE ALL ($3) \
-             ORDER BY number DESC LIMIT $4",
-        )
-        .bind(chat)
-        .bind(below)
-        .bind(&patterns)
-        .bind(CHUNK)
-        .fetch_all(pool)
-        .await
-        .map_err(map)?;
+        let rows = sqlx::query(SEARCH_CANDIDATES)
+            .bind(chat)
+            .bind(below)
+            .bind(&patterns)
+            .bind(CHUNK)
+            .fetch_all(pool)
+            .await
+            .map_err(map)?;
         for row in &rows {
+            let number: i64 = row.try_get("number").map_err(map)?;
             let normalized: &str = row.try_get("body_norm").map_err(map)?;
             match request.keyword.matches(normalized) {
-                Some(MatchKind::WholeWords) if whole.len() < wanted => whole.push(message_from(row)?),
-                Some(MatchKind::InsideWords) if inside.len() < wanted => inside.push(message_from(row)?),
+                Some(MatchKind::WholeWords) => whole.push(number),
+                // Only as many as the whole-word matches leave room for.
+                Some(MatchKind::InsideWords) if whole.len() + inside.len() < wanted => inside.push(number),
                 _ => {}
             }
         }
@@ -74,7 +78,19 @@ pub(crate) async fn search(
         }
     }
     whole.extend(inside);
-    Ok(whole.into_iter().take(wanted).skip(request.offset).collect())
+    let page: Vec<i64> = whole.into_iter().take(wanted).skip(request.offset).collect();
+    let rows = sqlx::query(
+        "SELECT number, body, created_at, updated_at FROM messages WHERE chat_id = $1 AND number = ANY ($2)",
+    )
+    .bind(chat)
+    .bind(&page)
+    .fetch_all(pool)
+    .await
+    .map_err(map)?;
+    let mut by_number: std::collections::HashMap<i64, Message> =
+        rows.iter().map(|row| message_from(row).map(|m| (m.number.get(), m))).collect::<StoreResult<_>>()?;
+    // In rank order; a message is never deleted, so every one is still there.
+    Ok(page.iter().filter_map(|n| by_number.remove(n)).collect())
 }
 
 #[cfg(test)]

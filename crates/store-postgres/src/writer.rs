@@ -16,15 +16,16 @@
 //! PostgreSQL aborted for a deadlock or a serialization failure runs again first.
 
 use std::collections::{BTreeMap, HashMap};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
 
 use chatd_core::error::StoreResult;
-use chatd_core::search::normalize;
 use chatd_core::stats::WriterStats;
 use chatd_core::{
     AppName, AppToken, Application, ChatNumber, Message, MessageBody, MessageNumber, StoreError, Timestamp,
 };
+use futures::FutureExt;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -55,10 +56,13 @@ pub(crate) enum Write {
         token: AppToken,
         reply: Reply<ChatNumber>,
     },
+    /// `normalized` is the body as search normalises it, computed before the job queues so
+    /// that the batch holding the chats' locks does not spend its time on it.
     CreateMessage {
         token: AppToken,
         chat: ChatNumber,
         body: MessageBody,
+        normalized: String,
         reply: Reply<MessageNumber>,
     },
     EditMessage {
@@ -66,6 +70,7 @@ pub(crate) enum Write {
         chat: ChatNumber,
         number: MessageNumber,
         body: MessageBody,
+        normalized: String,
         reply: Reply<Message>,
     },
 }
@@ -97,7 +102,11 @@ impl Writer {
 
     /// Whether the queue takes writes now.
     pub fn accepting(&self) -> StoreResult<()> {
-        match self.sender()?.capacity() {
+        let sender = self.sender()?;
+        if sender.is_closed() {
+            return Err(StoreError::Unavailable("the writer stopped".into()));
+        }
+        match sender.capacity() {
             0 => Err(StoreError::Overloaded),
             _ => Ok(()),
         }
@@ -128,16 +137,11 @@ async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Write>, max_batch: usize
     let mut batch = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut batch, max_batch).await > 0 {
         let size = batch.len();
-        let mut outcome = Err(Failure::Store(StoreError::Unavailable("not run".into())));
-        for attempt in 0..=RETRIES {
-            outcome = apply(&pool, &batch).await;
-            match &outcome {
-                Err(Failure::Retry(e)) if attempt < RETRIES => {
-                    tracing::debug!(error = %e, attempt, "batch aborted by PostgreSQL; running it again");
-                }
-                _ => break,
-            }
-        }
+        // A bug that panics fails its batch, not every later write.
+        let outcome = AssertUnwindSafe(apply_with_retries(&pool, &batch))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|_| Err(Failure::Store(StoreError::internal("the writer panicked on a batch"))));
         match outcome {
             Ok(answers) => {
                 stats.record(size);
@@ -146,13 +150,36 @@ async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Write>, max_batch: usize
                 }
             }
             Err(failure) => {
-                let why = failure.to_string();
-                tracing::warn!(error = %why, jobs = size, "a write batch failed; its jobs are answered 503");
+                let error = failure.into_store_error();
+                tracing::warn!(error = %error, jobs = size, "a write batch failed; each of its jobs gets that error");
                 for job in batch.drain(..) {
-                    Answer::Failed(StoreError::Unavailable(why.clone())).send(job);
+                    Answer::Failed(copy(&error)).send(job);
                 }
             }
         }
+    }
+}
+
+/// Runs a batch, again when PostgreSQL aborted it for a deadlock or a serialization failure.
+async fn apply_with_retries(pool: &PgPool, batch: &[Write]) -> Result<Vec<Answer>, Failure> {
+    let mut attempt = 0;
+    loop {
+        match apply(pool, batch).await {
+            Err(Failure::Retry(e)) if attempt < RETRIES => {
+                attempt += 1;
+                tracing::info!(error = %e, attempt, "a write batch was aborted by PostgreSQL; running it again");
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// The same error for another job of the batch: an outage stays an outage (503), anything
+/// else a bug (500).
+fn copy(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
+        other => StoreError::internal(other.to_string()),
     }
 }
 
@@ -163,6 +190,16 @@ enum Failure {
     Retry(sqlx::Error),
     #[error("{0}")]
     Store(StoreError),
+}
+
+impl Failure {
+    fn into_store_error(self) -> StoreError {
+        match self {
+            // Retried to the end: PostgreSQL is too busy to settle it now.
+            Failure::Retry(e) => StoreError::Unavailable(format!("database: {e}")),
+            Failure::Store(e) => e,
+        }
+    }
 }
 
 impl From<sqlx::Error> for Failure {
@@ -366,12 +403,12 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
     let mut message_counts: BTreeMap<i64, i64> = BTreeMap::new();
     let mut rows = NewMessages::default();
     for (i, job) in batch.iter().enumerate() {
-        if let Write::CreateMessage { token, chat, body, .. } = job {
+        if let Write::CreateMessage { token, chat, body, normalized, .. } = job {
             answers[i] = Some(match chats.get(&(token.as_str(), chat.get())) {
                 Some(Ok(locked)) => {
                     let count = message_counts.entry(locked.id).or_insert(locked.messages_count);
                     *count += 1;
-                    rows.push(locked, *count, body);
+                    rows.push(locked, *count, body, normalized);
                     Answer::Message(MessageNumber::try_from(*count).map_err(StoreError::internal)?)
                 }
                 Some(Err(missing)) => Answer::Failed(missing.error()),
@@ -404,8 +441,8 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
         _ => ("", 0, 0),
     });
     for (i, job) in edits {
-        if let Write::EditMessage { token, chat, number, body, .. } = job {
-            answers[i] = Some(edit(db, token, *chat, *number, body, now).await?);
+        if let Write::EditMessage { token, chat, number, body, normalized, .. } = job {
+            answers[i] = Some(edit(db, token, *chat, *number, body, normalized, now).await?);
         }
     }
 
@@ -539,12 +576,12 @@ struct NewMessages {
 }
 
 impl NewMessages {
-    fn push(&mut self, chat: &LockedChat, number: i64, body: &MessageBody) {
+    fn push(&mut self, chat: &LockedChat, number: i64, body: &MessageBody, normalized: &str) {
         self.application_id.push(chat.application_id);
         self.chat_id.push(chat.id);
         self.number.push(number);
         self.body.push(body.as_str().to_owned());
-        self.body_norm.push(normalize(body.as_str()));
+        self.body_norm.push(normalized.to_owned());
     }
 }
 
@@ -554,6 +591,7 @@ async fn edit(
     chat: ChatNumber,
     number: MessageNumber,
     body: &MessageBody,
+    normalized: &str,
     now: i64,
 ) -> Result<Answer, Failure> {
     let row = sqlx::query(
@@ -566,7 +604,7 @@ async fn edit(
     .bind(chat.get())
     .bind(number.get())
     .bind(body.as_str())
-    .bind(normalize(body.as_str()))
+    .bind(normalized)
     .bind(now)
     .fetch_optional(&mut *db)
     .await?;

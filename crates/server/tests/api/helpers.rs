@@ -382,6 +382,13 @@ impl Drop for Process {
     }
 }
 
+/// The binary on a PostgreSQL database, API only, on a port of its choosing, rate limits off.
+pub fn chatd_on_database(url: &str) -> std::process::Command {
+    let mut command = chatd_api_only();
+    command.args(["--database-url", url]);
+    command
+}
+
 /// Starts the binary on a data directory: [`chatd_on`].
 pub fn start_chatd(data_dir: &std::path::Path) -> (Process, String) {
     start_process(chatd_on(data_dir))
@@ -392,13 +399,24 @@ pub fn start_chatd(data_dir: &std::path::Path) -> (Process, String) {
 /// a fast build of a test such as the jepsen one's final reads outran the per-IP default;
 /// the limits have tests of their own). On PostgreSQL, on the database the directory names.
 pub fn chatd_on(data_dir: &std::path::Path) -> std::process::Command {
-    let mut command = chatd_command();
+    let mut command =
+        if on_postgres() { chatd_on_database(&database_url(data_dir)) } else { chatd_api_only() };
+    command.arg("--data-dir").arg(data_dir);
     command
-        .args(["--listen", "127.0.0.1:0", "--creation-listen", "off", "--ip-rate", "0", "--token-rate", "0"])
-        .arg("--data-dir")
-        .arg(data_dir);
-    if on_postgres() {
-        command.arg("--database-url").arg(database_url(data_dir));
-    }
+}
+
+/// The binary, API only, on a port of its choosing, with the rate limits off.
+fn chatd_api_only() -> std::process::Command {
+    let mut command = chatd_command();
+    command.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--creation-listen",
+        "off",
+        "--ip-rate",
+        "0",
+        "--token-rate",
+        "0",
+    ]);
     command
 }

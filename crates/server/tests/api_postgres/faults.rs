@@ -9,7 +9,7 @@ use chatd_pg_testing::TestPostgres;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, chatd_command, follow_pages, spawn_app_with, start_process};
+use crate::helpers::{TestApp, chatd_on_database, follow_pages, spawn_app_with, start_process};
 
 /// Acknowledged creates: (chat, number) → body.
 type Acked = Arc<Mutex<BTreeMap<(i64, i64), String>>>;
@@ -156,22 +156,7 @@ async fn postgres_stopped_under_load_answers_503_and_the_same_instance_serves_ag
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_one_instance_leaves_the_other_serving_and_loses_no_acknowledged_create() {
     let url = TestPostgres::shared().fresh_database().unwrap();
-    let start = || {
-        let mut command = chatd_command();
-        command
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--creation-listen",
-                "off",
-                "--ip-rate",
-                "0",
-                "--token-rate",
-                "0",
-            ])
-            .args(["--database-url", &url]);
-        start_process(command)
-    };
+    let start = || start_process(chatd_on_database(&url));
     let (mut a, base_a) = start();
     let (_b, base_b) = start();
     let client = Client::new();

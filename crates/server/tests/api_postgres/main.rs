@@ -3,7 +3,9 @@
 //! `chatd-pg-testing` (or the server `CHATD_TEST_DATABASE_URL` names). The helpers tell the
 //! two binaries apart by crate name; a test's data directory names its database, so a
 //! restart (in process, or of the `chatd` binary after `kill -9`) finds the same data. Left
-//! out: the embedded mode's full-disk test. Added: the faults of this mode.
+//! out: the embedded mode's own (a full disk, `chatd reindex`). Added: the faults of this
+//! mode and three instances on one database. Two binary tests (`.env`, the admin-key
+//! warning) start chatd without a database URL and so run embedded here too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../api/applications.rs"]
