@@ -1,6 +1,8 @@
 //! chatd's benchmark (see BENCHMARKS.md): drives chatd, a bare axum baseline and a durable
 //! floor with the same client and connections in one run, and prints every figure as a
-//! Markdown table.
+//! Markdown table. With `--postgres` or `--database-url` it drives chatd's scale-out mode
+//! instead, beside the baseline and pgbench running the per-request transaction that chatd's
+//! batched writer replaces (see [`postgres`]).
 #![forbid(unsafe_code)]
 
 pub mod client;

@@ -285,3 +285,34 @@ fn postgres_options_exclude_a_chatd_url_and_hide_a_password() {
     assert!(!format!("{opts:?}").contains("secret"), "{opts:?}");
     assert!(parse(&["--postgres"]).unwrap().postgres);
 }
+
+/// `--database-url`: each phase's database is created on the given server, reachable at the
+/// URL handed out, and dropped at the end of the run.
+#[test]
+fn on_a_given_server_the_benchmark_creates_its_databases_and_drops_them() {
+    let postgres = chatd_pg_testing::TestPostgres::start().expect("a PostgreSQL");
+    let maintenance = postgres.url_of("postgres");
+    let server = chatd_bench::postgres::Server::start(Some(&maintenance)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let urls = [server.fresh_database(&runtime).unwrap(), server.fresh_database(&runtime).unwrap()];
+    let ours = || {
+        let sql = format!(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'chatd_bench_{}_%'",
+            std::process::id()
+        );
+        let mut names: Vec<String> =
+            postgres.psql(&maintenance, &sql).unwrap().lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    };
+    let names: Vec<String> = urls.iter().map(|u| u.rsplit('/').next().unwrap().to_owned()).collect();
+    assert_eq!(ours(), names);
+    for url in &urls {
+        assert_eq!(
+            postgres.psql(url, "SELECT current_database()").unwrap().trim(),
+            url.rsplit('/').next().unwrap()
+        );
+    }
+    server.drop_databases(&runtime).unwrap();
+    assert!(ours().is_empty());
+}
