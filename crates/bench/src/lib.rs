@@ -905,6 +905,14 @@ fn fake_targets(apps: usize, chats: usize) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The target of request `i` of connection `c` of `connections`: each connection starts at a
+/// place of its own among the `targets` and goes round them one by one, so that the requests
+/// in flight at once go to as many targets as there are connections and a run reaches every
+/// target. With fewer targets than connections that is `c + i` (`c`'s own place).
+fn target_of(c: usize, i: u64, targets: usize, connections: usize) -> usize {
+    (c * targets.div_ceil(connections.max(1)) + i as usize) % targets
+}
+
 async fn create_messages(
     bench: &Bench<'_>,
     addr: SocketAddr,
@@ -912,9 +920,9 @@ async fn create_messages(
     pace: Pace,
 ) -> anyhow::Result<RunStats> {
     let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
-    let words = bench.words.clone();
+    let (words, connections) = (bench.words.clone(), bench.opts.connections);
     let make: client::MakeCall = Arc::new(move |c, i| {
-        let tag = (c + i as usize) % targets.len();
+        let tag = target_of(c, i, targets.len(), connections);
         let mut rng = Rng::new((c as u64) << 32 | i);
         Call {
             method: Method::POST,
@@ -952,8 +960,9 @@ async fn gets(
     messages: Option<u64>,
 ) -> anyhow::Result<RunStats> {
     let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
+    let connections = bench.opts.connections;
     let make: client::MakeCall = Arc::new(move |c, i| {
-        let tag = (c + i as usize) % targets.len();
+        let tag = target_of(c, i, targets.len(), connections);
         let path = match messages {
             Some(n) => format!("{}/{}", targets[tag].0, 1 + (i % n)),
             None => targets[tag].0.clone(),
@@ -1310,4 +1319,28 @@ pub fn machine() -> String {
         .unwrap_or("unknown");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     format!("{cores} cores, {model}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_of;
+
+    #[test]
+    fn requests_in_flight_go_to_distinct_targets_and_a_run_reaches_them_all() {
+        // Fewer targets than connections: connection c's i-th request goes to c + i.
+        for (c, i) in [(0, 0), (3, 0), (63, 5), (7, 1000)] {
+            assert_eq!(target_of(c, i, 10, 64), (c + i as usize) % 10);
+        }
+        let (targets, connections) = (1000, 64);
+        let mut reached = vec![false; targets];
+        for i in 0..16 {
+            let at_once: std::collections::BTreeSet<usize> =
+                (0..connections).map(|c| target_of(c, i, targets, connections)).collect();
+            assert_eq!(at_once.len(), connections);
+            for t in at_once {
+                reached[t] = true;
+            }
+        }
+        assert!(reached.iter().all(|r| *r));
+    }
 }
