@@ -84,7 +84,7 @@ pub struct Opts {
     #[arg(long, conflicts_with_all = ["url", "database_url"])]
     pub postgres: bool,
     /// As `--postgres`, on the PostgreSQL server at this URL (`postgres://user@host:port/db`;
-    /// the user may create databases): the benchmark creates a database for each phase there
+    /// its user must be allowed to create databases): the benchmark creates a database for each phase there
     /// (`chatd_bench_<pid>_<n>`) and drops them at the end of a run that succeeds.
     #[arg(long, conflicts_with = "url", value_parser = parse_database_url)]
     pub database_url: Option<DatabaseUrl>,
