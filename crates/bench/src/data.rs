@@ -72,31 +72,65 @@ pub struct Preloaded {
     pub messages: u64,
 }
 
-/// Loads `messages` messages: a tenth in one big chat, the rest over `chats` chats of 10
-/// applications.
+/// Where a preload's rows go, the same for every backend so that their searches compare:
+/// [`Layout::APPS`] applications; chat slot 0 is the big chat, the first chat of the first
+/// application, holding a tenth of the messages; slots `1..=chats` follow, slot `1 + i` in
+/// application `i % APPS`; the rest of the messages go round the small chats; every body
+/// comes from one seeded generator, in load order.
+#[derive(Debug, Clone, Copy)]
+pub struct Layout {
+    pub messages: u64,
+    pub chats: usize,
+}
+
+impl Layout {
+    /// Applications a preload creates.
+    pub const APPS: usize = 10;
+
+    /// The application of chat slot `slot`.
+    pub fn app_of(&self, slot: usize) -> usize {
+        slot.saturating_sub(1) % Self::APPS
+    }
+
+    /// Chat slots in the order they are created: the big chat first.
+    pub fn slots(&self) -> std::ops::RangeInclusive<usize> {
+        0..=self.chats
+    }
+
+    /// The chat slot of the `i`-th message loaded.
+    pub fn slot_of(&self, i: u64) -> usize {
+        if i < self.messages / 10 { 0 } else { 1 + (i as usize) % self.chats.max(1) }
+    }
+
+    /// Every message in load order: its chat slot and its body.
+    pub fn messages<'w>(&self, words: &'w Words) -> impl Iterator<Item = (usize, String)> + 'w {
+        let (layout, mut rng) = (*self, Rng::new(42));
+        (0..self.messages).map(move |i| (layout.slot_of(i), words.body(&mut rng)))
+    }
+}
+
+/// Loads `messages` messages into the embedded store under `dir`, as [`Layout`] places them.
 pub fn preload(dir: &Path, messages: u64, chats: usize, words: &Words) -> anyhow::Result<Preloaded> {
+    let layout = Layout { messages, chats };
     let mut loader = BulkLoader::open(dir)?;
-    let mut rng = Rng::new(42);
     let mut apps = Vec::new();
-    for i in 0..10 {
+    for i in 0..Layout::APPS {
         apps.push(loader.application(&AppName::parse(format!("bench app {i}"))?)?);
     }
-    let (big_number, big_id) = loader.chat(apps[0].1)?;
-    let mut small = Vec::new();
-    for i in 0..chats {
-        let (token, app_id) = &apps[i % apps.len()];
+    let mut slots = Vec::new();
+    for slot in layout.slots() {
+        let (token, app_id) = &apps[layout.app_of(slot)];
         let (number, id) = loader.chat(*app_id)?;
-        small.push((token.clone(), number, id));
+        slots.push((token.clone(), number, id));
     }
-    let big = messages / 10;
-    for i in 0..messages {
-        let chat = if i < big { big_id } else { small[(i as usize) % small.len()].2 };
-        loader.message(chat, &MessageBody::parse(words.body(&mut rng), usize::MAX)?)?;
+    for (slot, body) in layout.messages(words) {
+        loader.message(slots[slot].2, &MessageBody::parse(body, usize::MAX)?)?;
     }
     loader.finish()?;
+    let mut chats = slots.into_iter().map(|(t, n, _)| (t, n));
     Ok(Preloaded {
-        big_chat: (apps[0].0.clone(), big_number),
-        small_chats: small.into_iter().map(|(t, n, _)| (t, n)).collect(),
+        big_chat: chats.next().ok_or_else(|| anyhow::anyhow!("no big chat"))?,
+        small_chats: chats.collect(),
         messages,
     })
 }

@@ -1,11 +1,14 @@
 //! chatd's benchmark (see BENCHMARKS.md): drives chatd, a bare axum baseline and a durable
 //! floor with the same client and connections in one run, and prints every figure as a
-//! Markdown table.
+//! Markdown table. With `--postgres` or `--database-url` it drives chatd's scale-out mode
+//! instead, beside the baseline and pgbench running the per-request transaction that chatd's
+//! batched writer replaces (see [`postgres`]).
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod data;
 pub mod memory;
+pub mod postgres;
 pub mod servers;
 
 use std::net::SocketAddr;
@@ -20,9 +23,9 @@ use hdrhistogram::Histogram;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
+use chatd_core::stats::WriterStatsSnapshot;
 use chatd_core::{AppToken, ChatNumber};
 use chatd_server::config::Synchronous;
-use chatd_store_sqlite::WriterStatsSnapshot;
 use client::{Call, Conn, Lateness, Pace, RunStats};
 use data::{Rng, Words};
 use memory::{CpuMeter, CpuUse, MemorySampler, status_mb};
@@ -74,6 +77,38 @@ pub struct Opts {
     /// stalls up with a trace.
     #[arg(long)]
     pub timeline: Option<std::path::PathBuf>,
+    /// Run chatd in its scale-out mode on a throwaway PostgreSQL that this benchmark starts
+    /// (initdb on a temp dir, a free loopback port; a fresh database for each phase), and
+    /// pgbench beside it. Without the embedded mode's durable floor, CPU note and stored ÷
+    /// empty figure.
+    #[arg(long, conflicts_with_all = ["url", "database_url"])]
+    pub postgres: bool,
+    /// As `--postgres`, on the PostgreSQL server at this URL (`postgres://user@host:port/db`;
+    /// its user must be allowed to create databases): the benchmark creates a database for each phase there
+    /// (`chatd_bench_<pid>_<n>`) and drops them at the end of a run that succeeds.
+    #[arg(long, conflicts_with = "url", value_parser = parse_database_url)]
+    pub database_url: Option<DatabaseUrl>,
+    /// pgbench, run with `--postgres` or `--database-url`.
+    #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
+    pub pgbench: std::path::PathBuf,
+}
+
+/// A PostgreSQL URL, printed without its password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({:?})", postgres::redacted(&self.0))
+    }
+}
+
+fn parse_database_url(url: &str) -> Result<DatabaseUrl, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(DatabaseUrl(url.to_owned()))
+    } else {
+        Err("give a postgres:// URL".into())
+    }
 }
 
 /// Where `--url` points: every address its host resolves to, in the resolver's order.
@@ -178,6 +213,9 @@ fn index_segments(data_dir: &std::path::Path) -> usize {
     files.filter(|f| f.path().extension().is_some_and(|e| e == "term")).count()
 }
 
+/// Chats chatd's creates and pgbench's transactions spread over in the scale-out run.
+const PG_WRITE_CHATS: usize = 1000;
+
 fn hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
@@ -199,6 +237,9 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         None => None,
     };
     let bench = Bench::new(&opts)?;
+    if let Some(pg) = &bench.pg {
+        return postgres_run(&bench, pg, timeline);
+    }
     let mut report = Report { checks_passed: true, ..Report::default() };
 
     let (chatd, page) = chatd_runs(&bench, &mut report)?;
@@ -206,7 +247,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     let floor = floor_runs(&bench, chatd.half_rate, &mut report)?;
 
     report_creates(&mut report, &chatd, &baseline, &floor);
-    report_half_rate(&mut report, &chatd, &baseline, timeline)?;
+    report_half_rate(&mut report, &chatd, &baseline, timeline, "p99 ≤ 10 ms")?;
     report_cpu(&mut report, &opts, &chatd, &baseline, &floor);
     report_reads(&mut report, &chatd.reads, &baseline.reads);
     report_lag(&mut report, &chatd.lag);
@@ -224,14 +265,47 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+/// The scale-out mode's run: chatd on PostgreSQL (create-message and create-chat in a
+/// closed loop and at half rate, the lag probes with its rows per commit, the reads), the
+/// bare baseline at the same rates, pgbench with the per-request transaction chatd's batched
+/// writer replaces, then search in the big chat of the preloaded data. PostgreSQL's own CPU
+/// and memory are in none of the figures.
+fn postgres_run(
+    bench: &Bench,
+    pg: &postgres::Server,
+    timeline: Option<std::fs::File>,
+) -> anyhow::Result<Report> {
+    let mut report = Report { checks_passed: true, ..Report::default() };
+    let (chatd, page) = chatd_runs(bench, &mut report)?;
+    let baseline = baseline_runs(bench, page, chatd.half_rate, &mut report)?;
+    let pgbench = pgbench_runs(bench, pg)?;
+    report_pg_creates(&mut report, &chatd, &baseline, &pgbench);
+    report_half_rate(&mut report, &chatd, &baseline, timeline, "p99 ≤ 20 ms")?;
+    report_reads(&mut report, &chatd.reads, &baseline.reads);
+    report_lag(&mut report, &chatd.lag);
+    if bench.opts.preload > 0 {
+        scale_postgres(bench, pg, &mut report)?;
+    }
+    memory_figures(&bench.memory, &mut report);
+    report.note(
+        "PostgreSQL and pgbench ran in processes of their own: their CPU and memory are in none \
+         of the figures"
+            .into(),
+    );
+    pg.drop_databases(&bench.client)?;
+    Ok(report)
+}
+
 /// What every scenario shares: the options, the load generator's runtime, the words message
-/// bodies are made of, how long a measured run lasts, and the memory sampler.
+/// bodies are made of, how long a measured run lasts, the memory sampler, and the PostgreSQL
+/// server of the scale-out mode.
 struct Bench<'a> {
     opts: &'a Opts,
     client: tokio::runtime::Runtime,
     words: Words,
     duration: Duration,
     memory: MemorySampler,
+    pg: Option<postgres::Server>,
 }
 
 /// A server as the scenarios drive it.
@@ -314,7 +388,28 @@ impl<'a> Bench<'a> {
             "chatd, empty database"
         });
         let (words, duration) = (Words::new(5000), Duration::from_secs(opts.seconds));
-        Ok(Bench { opts, client, words, duration, memory })
+        let pg = match (&opts.database_url, opts.postgres) {
+            (Some(url), _) => {
+                println!("PostgreSQL at {}", postgres::redacted(&url.0));
+                Some(postgres::Server::start(Some(&url.0))?)
+            }
+            (None, true) => {
+                println!("PostgreSQL: a throwaway server");
+                Some(postgres::Server::start(None)?)
+            }
+            (None, false) => None,
+        };
+        Ok(Bench { opts, client, words, duration, memory, pg })
+    }
+
+    /// The applications, and chats in each, that chatd's create runs write to: few in the
+    /// embedded mode (as its figures have always been taken); on PostgreSQL as many chats as
+    /// pgbench spreads its transactions over, so that both lock as many counter rows.
+    fn write_spread(&self) -> (usize, usize) {
+        match (&self.pg, self.opts.smoke) {
+            (Some(_), false) => (data::Layout::APPS, PG_WRITE_CHATS / data::Layout::APPS),
+            _ => (2, 5),
+        }
     }
 
     /// Create-message at `pace` over every chat of `s`, with the CPU it used; checked.
@@ -332,11 +427,12 @@ impl<'a> Bench<'a> {
         Ok(stats)
     }
 
-    /// GET of one message, then of one list page, each in a closed loop; checked.
-    fn reads(&self, s: Subject, report: &mut Report) -> anyhow::Result<Reads> {
-        let message = self.client.block_on(gets(self, s.addr, s.targets, false))?;
+    /// GET of one message (numbered 1 to `messages` in each chat), then of one list page,
+    /// each in a closed loop; checked.
+    fn reads(&self, s: Subject, messages: u64, report: &mut Report) -> anyhow::Result<Reads> {
+        let message = self.client.block_on(gets(self, s.addr, s.targets, Some(messages)))?;
         check(report, &format!("{} GET message", s.name), &message, false);
-        let page = self.client.block_on(gets(self, s.addr, s.targets, true))?;
+        let page = self.client.block_on(gets(self, s.addr, s.targets, None))?;
         check(report, &format!("{} GET list page", s.name), &page, false);
         Ok(Reads { message, page })
     }
@@ -352,12 +448,12 @@ impl<'a> Bench<'a> {
         probe_chat: (String, String),
         report: &mut Report,
     ) -> anyhow::Result<Lag> {
-        let before = chatd.chatd.as_ref().map(|store| store.writer_stats());
+        let before = chatd.writer_stats();
         let (flood, (readable, searchable)) =
             self.client.block_on(sustained_with_lag(self, s.addr, s.targets, probe_chat))?;
         check(report, &format!("{} create-message, sustained", s.name), &flood, s.numbered);
         let segments = chatd.chatd.is_some().then(|| index_segments(dir));
-        let writer = before.zip(chatd.chatd.as_ref().map(|store| store.writer_stats()));
+        let writer = before.zip(chatd.writer_stats());
         Ok(Lag { flood, readable, searchable, segments, writer })
     }
 }
@@ -369,23 +465,29 @@ fn pace_name(pace: Pace) -> &'static str {
     }
 }
 
-/// chatd on an empty database (or the one at `--url`): create-message and create-chat in a
-/// closed loop, then both at half the create-message rate, the lag probes, and the reads.
-/// Returns them with a page of 100 messages as chatd lists it, for the baseline to answer with.
+/// chatd on an empty database (embedded, on PostgreSQL, or the one at `--url`):
+/// create-message and create-chat in a closed loop, then both at half the create-message
+/// rate, the lag probes, and the reads. Returns them with a page of 100 messages as chatd
+/// lists it, for the baseline to answer with.
 fn chatd_runs(bench: &Bench, report: &mut Report) -> anyhow::Result<(ChatdRuns, Value)> {
     let dir = tempfile::tempdir()?;
-    let chatd = match &bench.opts.url {
-        Some(url) => {
+    let chatd = match (&bench.opts.url, &bench.pg) {
+        (Some(url), _) => {
             let addr = url.reachable()?;
             println!("chatd at {addr} (another process)");
             servers::Running::external(addr)
         }
-        None => {
+        (None, Some(pg)) => {
+            println!("chatd on an empty PostgreSQL database");
+            servers::start_chatd_postgres(dir.path(), &pg.fresh_database(&bench.client)?, bench.opts)?
+        }
+        (None, None) => {
             println!("chatd on an empty database");
             servers::start_chatd(dir.path(), bench.opts)?
         }
     };
-    let (targets, probe_chat) = bench.client.block_on(setup(chatd.addr, 2, 5))?;
+    let (apps, chats) = bench.write_spread();
+    let (targets, probe_chat) = bench.client.block_on(setup(chatd.addr, apps, chats))?;
     let s = Subject { name: "chatd", addr: chatd.addr, targets: &targets, numbered: true };
     let closed = bench.creates(s, Pace::Closed, report)?;
     let chats = bench.chat_creates(s, Pace::Closed, report)?;
@@ -395,7 +497,7 @@ fn chatd_runs(bench: &Bench, report: &mut Report) -> anyhow::Result<(ChatdRuns, 
     // index's share of the tail from the rest.
     let half_chats = bench.chat_creates(s, Pace::Open { rate: half_rate }, report)?;
     let lag = bench.lag_probes(&chatd, dir.path(), s, probe_chat, report)?;
-    let reads = bench.reads(s, report)?;
+    let reads = bench.reads(s, fewest_created(&closed.stats.kept, targets.len()).clamp(1, 50), report)?;
     let page = bench.client.block_on(async {
         let mut c = Conn::open(chatd.addr).await?;
         let (_, body) = c.send(Method::GET, &format!("{}?limit=100", targets[0].0), None).await?;
@@ -417,7 +519,7 @@ fn baseline_runs(bench: &Bench, page: Value, rate: f64, report: &mut Report) -> 
     let closed = bench.creates(s, Pace::Closed, report)?;
     let chats = bench.chat_creates(s, Pace::Closed, report)?;
     let half = bench.creates(s, Pace::Open { rate }, report)?;
-    let reads = bench.reads(s, report)?;
+    let reads = bench.reads(s, 50, report)?;
     baseline.stop();
     Ok(BaselineRuns { closed, chats, half, reads })
 }
@@ -467,6 +569,63 @@ fn report_creates(report: &mut Report, chatd: &ChatdRuns, baseline: &BaselineRun
         ),
         "",
     );
+    report_closed_latency_and_chats(report, chatd, baseline);
+}
+
+/// Closed-loop creates on PostgreSQL: chatd's message rate against the baseline's and
+/// against pgbench's, and the rows the closed loop shares with the embedded run.
+fn report_pg_creates(
+    report: &mut Report,
+    chatd: &ChatdRuns,
+    baseline: &BaselineRuns,
+    pgbench: &postgres::PgbenchRun,
+) {
+    let (messages, b_messages) = (&chatd.closed.stats, &baseline.closed.stats);
+    report.add(
+        "create-message throughput",
+        format!(
+            "{:.0} req/s over {} chats (baseline {:.0}; ratio {:.2})",
+            messages.rate(),
+            chats_written(messages),
+            b_messages.rate(),
+            ratio(messages, b_messages)
+        ),
+        "",
+    );
+    report.add(
+        "pgbench: one transaction per create (lock the chat's count, insert the message, commit)",
+        format!(
+            "{:.0} tps: {} clients over {} chats for {} s, {} transactions ({} failed), latency average {:.2} ms",
+            pgbench.tps,
+            pgbench.clients,
+            pgbench.chats,
+            pgbench.seconds,
+            pgbench.transactions,
+            pgbench.failed,
+            pgbench.latency_ms
+        ),
+        "",
+    );
+    if pgbench.failed > 0 {
+        report.checks_passed = false;
+        report.note(format!("pgbench: {} transactions failed", pgbench.failed));
+    }
+    report.add(
+        "create-message throughput ÷ pgbench's",
+        format!("{:.0} ÷ {:.0} = {:.2}", messages.rate(), pgbench.tps, messages.rate() / pgbench.tps),
+        "≥ 3",
+    );
+    report_closed_latency_and_chats(report, chatd, baseline);
+}
+
+/// How many chats a create run wrote to.
+fn chats_written(run: &RunStats) -> usize {
+    run.kept.iter().map(|k| k.0).collect::<std::collections::BTreeSet<_>>().len()
+}
+
+/// Closed-loop latency of chatd's message creates, and its chat rate against the baseline's.
+fn report_closed_latency_and_chats(report: &mut Report, chatd: &ChatdRuns, baseline: &BaselineRuns) {
+    let messages = &chatd.closed.stats;
     report.add(
         "create-message latency, closed loop",
         format!(
@@ -500,6 +659,7 @@ fn report_half_rate(
     chatd: &ChatdRuns,
     baseline: &BaselineRuns,
     timeline: Option<std::fs::File>,
+    goal: &str,
 ) -> anyhow::Result<()> {
     let (half, open, open_chats, b_open) =
         (chatd.half_rate, &chatd.half.stats, &chatd.half_chats, &baseline.half.stats);
@@ -514,7 +674,7 @@ fn report_half_rate(
             b_open.ms(0.99),
             b_open.ms(0.999)
         ),
-        "p99 ≤ 10 ms",
+        goal,
     );
     report.add(
         "create-chat latency at the same offered rate (open loop; chats are not indexed)",
@@ -722,6 +882,17 @@ async fn setup(
     Ok((targets, probe.ok_or_else(|| anyhow::anyhow!("no chat"))?))
 }
 
+/// The fewest creates a run acknowledged in any one of its `targets` chats (tags `0..targets`).
+fn fewest_created(kept: &[(i64, i64)], targets: usize) -> u64 {
+    let mut created = vec![0u64; targets];
+    for &(tag, _) in kept {
+        if let Some(n) = usize::try_from(tag).ok().and_then(|t| created.get_mut(t)) {
+            *n += 1;
+        }
+    }
+    created.into_iter().min().unwrap_or(0)
+}
+
 /// The baseline's targets: the same shape of paths as `setup` makes (tokens of the same length).
 fn fake_targets(apps: usize, chats: usize) -> Vec<(String, String)> {
     (0..apps)
@@ -734,6 +905,14 @@ fn fake_targets(apps: usize, chats: usize) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The target of request `i` of connection `c` of `connections`: each connection starts at a
+/// place of its own among the `targets` and goes round them one by one, so that the requests
+/// in flight at once go to as many targets as there are connections and a run reaches every
+/// target. With fewer targets than connections that is `c + i` (`c`'s own place).
+fn target_of(c: usize, i: u64, targets: usize, connections: usize) -> usize {
+    (c * targets.div_ceil(connections.max(1)) + i as usize) % targets
+}
+
 async fn create_messages(
     bench: &Bench<'_>,
     addr: SocketAddr,
@@ -741,9 +920,9 @@ async fn create_messages(
     pace: Pace,
 ) -> anyhow::Result<RunStats> {
     let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
-    let words = bench.words.clone();
+    let (words, connections) = (bench.words.clone(), bench.opts.connections);
     let make: client::MakeCall = Arc::new(move |c, i| {
-        let tag = (c + i as usize) % targets.len();
+        let tag = target_of(c, i, targets.len(), connections);
         let mut rng = Rng::new((c as u64) << 32 | i);
         Call {
             method: Method::POST,
@@ -772,16 +951,22 @@ async fn create_chats(
     client::run(addr, bench.opts.connections, bench.duration, pace, make, Arc::new(client::created)).await
 }
 
+/// GETs over every chat of `targets`: of one message, numbered 1 to `messages`, or (`None`)
+/// of the chat's first list page.
 async fn gets(
     bench: &Bench<'_>,
     addr: SocketAddr,
     targets: &[(String, String)],
-    page: bool,
+    messages: Option<u64>,
 ) -> anyhow::Result<RunStats> {
     let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
+    let connections = bench.opts.connections;
     let make: client::MakeCall = Arc::new(move |c, i| {
-        let tag = (c + i as usize) % targets.len();
-        let path = if page { targets[tag].0.clone() } else { format!("{}/{}", targets[tag].0, 1 + (i % 50)) };
+        let tag = target_of(c, i, targets.len(), connections);
+        let path = match messages {
+            Some(n) => format!("{}/{}", targets[tag].0, 1 + (i % n)),
+            None => targets[tag].0.clone(),
+        };
         Call { method: Method::GET, path, json: None, tag: tag as i64 }
     });
     client::run(addr, bench.opts.connections, bench.duration, Pace::Closed, make, Arc::new(client::ok)).await
@@ -888,37 +1073,49 @@ fn report_sizes(report: &mut Report, dir: &Path, n: u64) {
     );
 }
 
-/// Search latency in the preloaded chat holding a tenth of the messages, one search at a time,
-/// over keywords of every kind: frequent, rare and absent words, 1-, 2- and 3-character
-/// fragments, a quoted phrase, two words.
-fn search_latency(
+/// The keywords searched for, each with its kind: frequent, rare and absent words, 1-, 2-
+/// and 3-character fragments, a quoted phrase, two words.
+fn search_keywords(words: &Words) -> Vec<(&'static str, String)> {
+    let w = |r: usize| words.word(r).to_owned();
+    vec![
+        ("the most frequent word", w(0)),
+        ("a frequent word", w(40)),
+        ("a rare word", w(1500)),
+        ("the rarest word", w(4999)),
+        ("a 2-character fragment", w(0)[..2].to_owned()),
+        ("a 3-character fragment", w(3)[1..4].to_owned()),
+        ("a 1-character fragment", "a".into()),
+        ("a quoted phrase", format!("\"{} {}\"", w(0), w(1))),
+        ("two words", format!("{} {}", w(2), w(7))),
+        ("an absent word", "qqxqq".into()),
+        ("an absent 2-character fragment", "zz".into()),
+    ]
+}
+
+/// Searches in one chat, one at a time, round after round over [`search_keywords`].
+struct Searches {
+    keywords: Vec<(&'static str, String)>,
+    /// Every search's latency, in microseconds.
+    all: Histogram<u64>,
+    /// Each keyword's, in the order of `keywords`.
+    by_keyword: Vec<Histogram<u64>>,
+}
+
+/// Searches the chat `(token, chat)` of the chatd at `addr` for every keyword kind.
+fn searches(
     bench: &Bench,
-    chatd: &servers::Running,
+    addr: SocketAddr,
     (token, chat): &(AppToken, ChatNumber),
-    report: &mut Report,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Searches> {
     let path = format!("/applications/{}/chats/{chat}/messages/search", token.as_str());
-    let w = |r: usize| bench.words.word(r).to_owned();
-    let keywords = [
-        w(0),
-        w(40),
-        w(1500),
-        w(4999),
-        w(0)[..2].to_owned(),
-        w(3)[1..4].to_owned(),
-        "a".into(),
-        format!("\"{} {}\"", w(0), w(1)),
-        format!("{} {}", w(2), w(7)),
-        "qqxqq".into(),
-        "zz".into(),
-    ];
-    let (search, by_keyword) = bench.client.block_on(async {
-        let mut conn = Conn::open(chatd.addr).await?;
+    let keywords = search_keywords(&bench.words);
+    let (all, by_keyword) = bench.client.block_on(async {
+        let mut conn = Conn::open(addr).await?;
         let mut h = hist();
         let mut by_keyword: Vec<_> = keywords.iter().map(|_| hist()).collect();
         let rounds = if bench.opts.smoke { 3 } else { 40 };
         for _ in 0..rounds {
-            for (k, kh) in keywords.iter().zip(&mut by_keyword) {
+            for ((_, k), kh) in keywords.iter().zip(&mut by_keyword) {
                 let began = Instant::now();
                 let (status, _) =
                     conn.send(Method::GET, &format!("{path}?keyword={}", encode(k)), None).await?;
@@ -930,10 +1127,22 @@ fn search_latency(
         }
         anyhow::Ok((h, by_keyword))
     })?;
+    Ok(Searches { keywords, all, by_keyword })
+}
+
+/// Search latency in the preloaded chat holding a tenth of the messages, over keywords of
+/// every kind ([`search_keywords`]).
+fn search_latency(
+    bench: &Bench,
+    chatd: &servers::Running,
+    big_chat: &(AppToken, ChatNumber),
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let Searches { keywords, all: search, by_keyword } = searches(bench, chatd.addr, big_chat)?;
     let each: Vec<String> = keywords
         .iter()
         .zip(&by_keyword)
-        .map(|(k, h)| format!("{k:?} {:.1}/{:.1}", ms(h, 0.5), h.max() as f64 / 1000.0))
+        .map(|((_, k), h)| format!("{k:?} {:.1}/{:.1}", ms(h, 0.5), h.max() as f64 / 1000.0))
         .collect();
     report.note(format!("search by keyword, p50/max ms: {}", each.join(", ")));
     let n = bench.opts.preload;
@@ -949,6 +1158,83 @@ fn search_latency(
         ),
         "p99 ≤ 20 ms",
     );
+    Ok(())
+}
+
+/// Search latency on PostgreSQL: of all searches, then of each keyword kind, whose p99 the
+/// goal bounds one by one.
+fn report_search_by_kind(report: &mut Report, preloaded: u64, searches: &Searches) {
+    let Searches { keywords, all, by_keyword } = searches;
+    let slowest = keywords.iter().zip(by_keyword).max_by_key(|(_, h)| h.value_at_quantile(0.99));
+    let slowest = slowest.map_or(String::new(), |((kind, k), h)| {
+        format!("; slowest p99: {kind} ({k:?}) {:.2} ms", ms(h, 0.99))
+    });
+    report.add(
+        &format!("search latency, one chat of {} among {preloaded} messages", preloaded / 10),
+        format!(
+            "p50 {:.2} / p99 {:.2} / max {:.2} ms ({} searches, {} keywords{slowest})",
+            ms(all, 0.5),
+            ms(all, 0.99),
+            all.max() as f64 / 1000.0,
+            all.len(),
+            keywords.len()
+        ),
+        "p99 ≤ 50 ms, every keyword kind",
+    );
+    for ((kind, k), h) in keywords.iter().zip(by_keyword) {
+        report.add(
+            &format!("search, {kind} ({k:?})"),
+            format!(
+                "p50 {:.2} / p99 {:.2} / max {:.2} ms ({} searches)",
+                ms(h, 0.5),
+                ms(h, 0.99),
+                h.max() as f64 / 1000.0,
+                h.len()
+            ),
+            "p99 ≤ 50 ms",
+        );
+    }
+}
+
+/// pgbench on a database of its own with the per-request transaction chatd's batched writer
+/// replaces ([`postgres::pgbench`]): as many clients as the load generator has connections,
+/// over as many chats as chatd's creates, for as long.
+fn pgbench_runs(bench: &Bench, pg: &postgres::Server) -> anyhow::Result<postgres::PgbenchRun> {
+    println!("pgbench");
+    bench.memory.phase("pgbench (another process)");
+    let url = pg.fresh_database(&bench.client)?;
+    let (apps, chats) = bench.write_spread();
+    let ids = bench.client.block_on(postgres::prepare_pgbench(&url, apps * chats, &bench.words))?;
+    postgres::pgbench(&bench.opts.pgbench, &url, ids, bench.opts.connections, bench.opts.seconds)
+}
+
+/// The figures at scale on PostgreSQL, on a database preloaded with `--preload` messages
+/// (the embedded run's applications, chats and bodies): how long the preload took, the
+/// messages' table and index sizes, and search latency of every keyword kind in the big chat.
+fn scale_postgres(bench: &Bench, pg: &postgres::Server, report: &mut Report) -> anyhow::Result<()> {
+    let (opts, n) = (bench.opts, bench.opts.preload);
+    println!("chatd on PostgreSQL with {n} messages preloaded");
+    bench.memory.phase("preload (the benchmark's loader, not chatd)");
+    let url = pg.fresh_database(&bench.client)?;
+    let (loaded, times) = bench.client.block_on(postgres::preload(&url, n, opts.chats, &bench.words))?;
+    report.note(format!(
+        "preloading {n} messages into PostgreSQL took {:.1?} (rows by COPY) + {:.1?} (the trigram \
+         index built again, the tables analysed)",
+        times.rows, times.indexes
+    ));
+    bench.memory.phase("chatd, searching with the data stored");
+    let dir = tempfile::tempdir()?;
+    let chatd = servers::start_chatd_postgres(dir.path(), &url, opts)?;
+    let (table, indexes) = bench.client.block_on(postgres::message_sizes(&url))?;
+    let per_million = 1_000_000.0 / n as f64;
+    report.add(
+        "PostgreSQL messages table / its indexes per million messages",
+        format!("{:.0} MB / {:.0} MB", table as f64 * per_million / 1e6, indexes as f64 * per_million / 1e6),
+        "",
+    );
+    let searches = searches(bench, chatd.addr, &loaded.big_chat)?;
+    report_search_by_kind(report, n, &searches);
+    chatd.stop();
     Ok(())
 }
 
@@ -1033,4 +1319,28 @@ pub fn machine() -> String {
         .unwrap_or("unknown");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     format!("{cores} cores, {model}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_of;
+
+    #[test]
+    fn requests_in_flight_go_to_distinct_targets_and_a_run_reaches_them_all() {
+        // Fewer targets than connections: connection c's i-th request goes to c + i.
+        for (c, i) in [(0, 0), (3, 0), (63, 5), (7, 1000)] {
+            assert_eq!(target_of(c, i, 10, 64), (c + i as usize) % 10);
+        }
+        let (targets, connections) = (1000, 64);
+        let mut reached = vec![false; targets];
+        for i in 0..16 {
+            let at_once: std::collections::BTreeSet<usize> =
+                (0..connections).map(|c| target_of(c, i, targets, connections)).collect();
+            assert_eq!(at_once.len(), connections);
+            for t in at_once {
+                reached[t] = true;
+            }
+        }
+        assert!(reached.iter().all(|r| *r));
+    }
 }

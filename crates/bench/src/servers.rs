@@ -1,5 +1,6 @@
 //! The servers under test, each on a runtime of its own (so the load generator's runtime
-//! is the same for all): chatd, built in-process; a bare axum baseline that accepts the same
+//! is the same for all): chatd, built in-process (embedded, or in its scale-out mode on a
+//! PostgreSQL database); a bare axum baseline that accepts the same
 //! requests and answers same-sized JSON without storing anything; and the durable floor, the
 //! baseline's message create plus the least a durable store must do for it.
 
@@ -15,8 +16,11 @@ use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chatd_core::progress::Progress;
+use chatd_core::stats::WriterStatsSnapshot;
+use chatd_server::backend::Backend;
 use chatd_server::config::Synchronous;
 use chatd_server::{Application, Config};
+use chatd_store_postgres::PgStore;
 use chatd_store_sqlite::SqliteStore;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -25,8 +29,10 @@ use tokio::sync::oneshot;
 #[derive(Debug)]
 pub struct Running {
     pub addr: SocketAddr,
-    /// chatd only: its store (writer statistics, committed sequence).
+    /// chatd only, embedded: its store (writer statistics, committed sequence).
     pub chatd: Option<Arc<SqliteStore>>,
+    /// chatd only, on PostgreSQL: its store (writer statistics).
+    pub postgres: Option<Arc<PgStore>>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     /// A thread that ends after the server's: the floor's writer.
@@ -38,7 +44,22 @@ pub struct Running {
 impl Running {
     /// A server this benchmark did not start (and does not stop).
     pub fn external(addr: SocketAddr) -> Self {
-        Running { addr, chatd: None, stop: None, thread: None, writer: None, progress: None }
+        Running::serving(addr, None, None)
+    }
+
+    /// A server at `addr`, stopped through `stop`, running on `thread`; nothing looked into.
+    fn serving(addr: SocketAddr, stop: Option<oneshot::Sender<()>>, thread: Option<JoinHandle<()>>) -> Self {
+        Running { addr, chatd: None, postgres: None, stop, thread, writer: None, progress: None }
+    }
+
+    /// What chatd's writer has committed so far, whichever its backend (chatd in this
+    /// process only).
+    pub fn writer_stats(&self) -> Option<WriterStatsSnapshot> {
+        match (&self.chatd, &self.postgres) {
+            (Some(store), _) => Some(store.writer_stats()),
+            (None, Some(store)) => Some(store.writer_stats()),
+            (None, None) => None,
+        }
     }
 
     /// Stops the server and waits for it (chatd commits and indexes what it accepted).
@@ -76,10 +97,29 @@ fn runtime(workers: usize) -> tokio::runtime::Runtime {
 /// chatd with its defaults but `synchronous` and the index commit interval (the options')
 /// on `dir`, full API on a free port, no creation listener.
 pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
-    let workers = opts.server_threads;
     let mut config = Config::ephemeral(dir);
     config.synchronous = opts.synchronous;
     config.index_commit_interval = opts.index_commit_interval;
+    serve_chatd(config, opts.server_threads)
+}
+
+/// chatd in its scale-out mode with its defaults, on the PostgreSQL database at `url` (its
+/// migrations run at start), full API on a free port, no creation listener. `dir` is its
+/// data directory, which this mode leaves unused.
+pub fn start_chatd_postgres(dir: &Path, url: &str, opts: &crate::Opts) -> anyhow::Result<Running> {
+    let mut config = Config::ephemeral(dir);
+    config.database_url = Some(url.to_owned());
+    serve_chatd(config, opts.server_threads)
+}
+
+/// The parts of a started chatd the benchmark looks into.
+enum Insides {
+    Embedded(Arc<SqliteStore>, Arc<Progress>),
+    Postgres(Arc<PgStore>),
+}
+
+/// Builds chatd from `config` and serves it on a runtime of `workers` threads.
+fn serve_chatd(mut config: Config, workers: usize) -> anyhow::Result<Running> {
     config.creation_listen = chatd_server::config::Listen::Off;
     config.log = "warn".into();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -93,26 +133,28 @@ pub fn start_chatd(dir: &Path, opts: &crate::Opts) -> anyhow::Result<Running> {
                     return;
                 }
             };
-            let Some(embedded) = app.backend().embedded() else {
-                let _ = ready_tx.send(Err(anyhow::anyhow!("the benchmark starts chatd embedded")));
-                return;
+            let insides = match app.backend() {
+                Backend::Embedded(embedded) => {
+                    Insides::Embedded(embedded.store.clone(), embedded.indexed.clone())
+                }
+                Backend::Postgres(store) => Insides::Postgres(store.clone()),
             };
-            let parts = (app.api_addr(), embedded.store.clone(), embedded.indexed.clone());
-            let _ = ready_tx.send(Ok(parts));
+            let _ = ready_tx.send(Ok((app.api_addr(), insides)));
             if let Err(e) = app.run_until(async move { drop(stop_rx.await) }).await {
                 eprintln!("chatd stopped with an error: {e:#}");
             }
         });
     });
-    let (addr, store, indexed) = ready_rx.recv()??;
-    Ok(Running {
-        addr,
-        progress: Some((store.committed(), indexed)),
-        chatd: Some(store),
-        stop: Some(stop_tx),
-        thread: Some(thread),
-        writer: None,
-    })
+    let (addr, insides) = ready_rx.recv()??;
+    let mut running = Running::serving(addr, Some(stop_tx), Some(thread));
+    match insides {
+        Insides::Embedded(store, indexed) => {
+            running.progress = Some((store.committed(), indexed));
+            running.chatd = Some(store);
+        }
+        Insides::Postgres(store) => running.postgres = Some(store),
+    }
+    Ok(running)
 }
 
 /// The bare baseline: same routes and request parsing (JSON), same-sized answers, no storage.
@@ -169,7 +211,7 @@ fn serve_router(workers: usize, router: axum::Router) -> anyhow::Result<Running>
         });
     });
     let addr = ready_rx.recv()??;
-    Ok(Running { addr, chatd: None, stop: Some(stop_tx), thread: Some(thread), writer: None, progress: None })
+    Ok(Running::serving(addr, Some(stop_tx), Some(thread)))
 }
 
 /// The durable floor's SQLite database, under the directory it is given.

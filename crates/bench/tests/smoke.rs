@@ -217,3 +217,102 @@ fn post_creates_concurrently(addr: std::net::SocketAddr) -> Vec<Created> {
         all
     })
 }
+
+/// `--postgres`: chatd's scale-out mode on a throwaway PostgreSQL (a real one: without
+/// PostgreSQL's programs the run fails, and so does this test), pgbench beside it, and search
+/// in the big chat of the preloaded data.
+#[test]
+fn smoke_run_on_postgres_measures_the_scale_out_rows_and_every_create_succeeds() {
+    let mut opts = chatd_bench::Opts::smoke();
+    opts.postgres = true;
+    let report = chatd_bench::run(opts).expect("the benchmark runs on PostgreSQL");
+    assert!(report.checks_passed, "{}", report.markdown());
+    let row = |figure: &str| report.rows.iter().find(|r| r.figure.starts_with(figure));
+    for figure in [
+        "create-message throughput",
+        "pgbench: one transaction per create",
+        "create-message throughput ÷ pgbench's",
+        "create-message latency, closed loop",
+        "create-chat throughput",
+        "create-message latency at half the max rate",
+        "GET one message",
+        "GET one list page",
+        "create-to-readable",
+        "create-to-searchable lag",
+        "rows per commit",
+        "PostgreSQL messages table / its indexes",
+        "search latency, one chat of 300 among 3000 messages",
+        "search, the most frequent word",
+        "search, a 1-character fragment",
+        "search, a 2-character fragment",
+        "search, a 3-character fragment",
+        "search, a quoted phrase",
+        "search, two words",
+        "search, an absent word",
+        "peak RSS",
+    ] {
+        assert!(row(figure).is_some(), "missing {figure}:\n{}", report.markdown());
+    }
+    for embedded_only in ["durable floor", "database / index size", "create-message throughput with"] {
+        assert!(row(embedded_only).is_none(), "{embedded_only}:\n{}", report.markdown());
+    }
+    let goal = |figure: &str| row(figure).map(|r| r.goal.as_str());
+    assert_eq!(goal("create-message throughput ÷ pgbench's"), Some("≥ 3"));
+    assert_eq!(goal("create-message latency at half the max rate"), Some("p99 ≤ 20 ms"));
+    assert_eq!(goal("search, an absent word"), Some("p99 ≤ 50 ms"));
+
+    // The creates went through chatd's PostgreSQL writer, and pgbench committed its own.
+    let numbers = |figure: &str| -> Vec<f64> {
+        let value = &row(figure).expect("the row").value;
+        value.split([' ', '(', ';']).filter_map(|w| w.parse().ok()).collect()
+    };
+    let writer = numbers("rows per commit");
+    assert!(writer.len() >= 3 && writer[1] > 0.0 && writer[2] > 0.0, "{writer:?}");
+    assert!(numbers("pgbench: one transaction per create")[0] > 0.0);
+    assert!(numbers("create-message throughput ÷ pgbench's")[2] > 0.0);
+}
+
+#[test]
+fn postgres_options_exclude_a_chatd_url_and_hide_a_password() {
+    use clap::Parser;
+    let parse = |args: &[&str]| chatd_bench::Opts::try_parse_from([&["chatd-bench"], args].concat());
+    assert!(parse(&["--postgres", "--url", "127.0.0.1:3000"]).is_err());
+    assert!(parse(&["--database-url", "postgres://u@h/db", "--url", "127.0.0.1:3000"]).is_err());
+    assert!(parse(&["--postgres", "--database-url", "postgres://u@h/db"]).is_err());
+    assert!(parse(&["--database-url", "mysql://u@h/db"]).is_err());
+    let opts = parse(&["--database-url", "postgres://u:secret@h:5432/db"]).unwrap();
+    assert_eq!(opts.database_url.as_ref().unwrap().0, "postgres://u:secret@h:5432/db");
+    assert!(!format!("{opts:?}").contains("secret"), "{opts:?}");
+    assert!(parse(&["--postgres"]).unwrap().postgres);
+}
+
+/// `--database-url`: each phase's database is created on the given server, reachable at the
+/// URL handed out, and dropped at the end of the run.
+#[test]
+fn on_a_given_server_the_benchmark_creates_its_databases_and_drops_them() {
+    let postgres = chatd_pg_testing::TestPostgres::start().expect("a PostgreSQL");
+    let maintenance = postgres.url_of("postgres");
+    let server = chatd_bench::postgres::Server::start(Some(&maintenance)).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let urls = [server.fresh_database(&runtime).unwrap(), server.fresh_database(&runtime).unwrap()];
+    let ours = || {
+        let sql = format!(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'chatd_bench_{}_%'",
+            std::process::id()
+        );
+        let mut names: Vec<String> =
+            postgres.psql(&maintenance, &sql).unwrap().lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    };
+    let names: Vec<String> = urls.iter().map(|u| u.rsplit('/').next().unwrap().to_owned()).collect();
+    assert_eq!(ours(), names);
+    for url in &urls {
+        assert_eq!(
+            postgres.psql(url, "SELECT current_database()").unwrap().trim(),
+            url.rsplit('/').next().unwrap()
+        );
+    }
+    server.drop_databases(&runtime).unwrap();
+    assert!(ours().is_empty());
+}
