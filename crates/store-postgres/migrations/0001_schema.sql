@@ -4,6 +4,7 @@
 -- constraints are the backstop. Every table carries the application's id, so that one
 -- application's rows can live together on one shard.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE EXTENSION IF NOT EXISTS btree_gin;
 
 CREATE TABLE applications (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -36,6 +37,9 @@ CREATE TABLE messages (
     number         bigint NOT NULL CHECK (number >= 1),
     body           text   NOT NULL,
     body_norm      text   NOT NULL,
+    -- Its words, for search's whole-word pass (src/search.rs splits keywords alike).
+    body_words     text[] GENERATED ALWAYS AS
+                   (array_remove(regexp_split_to_array(body_norm, '[^[:alnum:]]+'), '')) STORED,
     created_at     bigint NOT NULL,
     updated_at     bigint NOT NULL,
     PRIMARY KEY (chat_id, number),
@@ -43,3 +47,4 @@ CREATE TABLE messages (
 );
 
 CREATE INDEX messages_body_norm_trgm ON messages USING gin (body_norm gin_trgm_ops);
+CREATE INDEX messages_chat_words ON messages USING gin (chat_id, body_words);

@@ -269,6 +269,7 @@ async fn no_keyword_makes_search_read_every_message() {
     let settings: String =
         chatd_store_postgres::SESSION_SETTINGS.iter().map(|(k, v)| format!("SET {k} = '{v}'; ")).collect();
     let statement = chatd_store_postgres::SEARCH_CANDIDATES;
+    let whole_words = chatd_store_postgres::WHOLE_WORD_CANDIDATES;
     for (chats, per_chat) in [(300, 200), (2, 20_000)] {
         let url = database();
         let s = store(&url).await;
@@ -301,6 +302,20 @@ async fn no_keyword_makes_search_read_every_message() {
                     .unwrap();
                 let at = format!("{term:?}, {mode}, {chats} chats");
                 assert!(!plan.contains("Seq Scan on messages"), "{at}: reads every message:\n{plan}");
+                let words = pg
+                    .psql(
+                        &url,
+                        &format!(
+                            "{settings} SET plan_cache_mode = {mode}; \
+                             PREPARE words(bigint, bigint, text[], bigint, text[]) AS {whole_words}; \
+                             EXPLAIN EXECUTE words({chats}, 9223372036854775807, ARRAY['{pattern}'], 256, ARRAY['body'])"
+                        ),
+                    )
+                    .unwrap();
+                assert!(
+                    !words.contains("Seq Scan on messages"),
+                    "{at}: the word pass reads every message:\n{words}"
+                );
                 if term.chars().count() < 3 {
                     // The trigram index holds nothing for such a term: reading it would
                     // be reading all of it.
