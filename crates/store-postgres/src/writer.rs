@@ -226,49 +226,36 @@ enum Answer {
 
 impl Answer {
     fn send(self, job: Write) {
-        fn send<T>(reply: Reply<T>, answer: StoreResult<T>) {
-            // The requester may have gone away (client disconnected); its write still stands.
-            let _ = reply.send(answer);
-        }
-        fn mismatch() -> StoreError {
-            StoreError::internal("a job's answer does not fit its kind")
-        }
-        match (job, self) {
-            (Write::CreateApplication { reply, .. } | Write::RenameApplication { reply, .. }, answer) => {
-                send(
-                    reply,
-                    match answer {
-                        Answer::Application(a) => Ok(a),
-                        Answer::Failed(e) => Err(e),
-                        _ => Err(mismatch()),
-                    },
-                )
+        match job {
+            Write::CreateApplication { reply, .. } | Write::RenameApplication { reply, .. } => {
+                self.deliver(reply, |a| match a {
+                    Answer::Application(a) => Some(a),
+                    _ => None,
+                })
             }
-            (Write::CreateChat { reply, .. }, answer) => send(
-                reply,
-                match answer {
-                    Answer::Chat(n) => Ok(n),
-                    Answer::Failed(e) => Err(e),
-                    _ => Err(mismatch()),
-                },
-            ),
-            (Write::CreateMessage { reply, .. }, answer) => send(
-                reply,
-                match answer {
-                    Answer::Message(n) => Ok(n),
-                    Answer::Failed(e) => Err(e),
-                    _ => Err(mismatch()),
-                },
-            ),
-            (Write::EditMessage { reply, .. }, answer) => send(
-                reply,
-                match answer {
-                    Answer::Edited(m) => Ok(m),
-                    Answer::Failed(e) => Err(e),
-                    _ => Err(mismatch()),
-                },
-            ),
+            Write::CreateChat { reply, .. } => self.deliver(reply, |a| match a {
+                Answer::Chat(n) => Some(n),
+                _ => None,
+            }),
+            Write::CreateMessage { reply, .. } => self.deliver(reply, |a| match a {
+                Answer::Message(n) => Some(n),
+                _ => None,
+            }),
+            Write::EditMessage { reply, .. } => self.deliver(reply, |a| match a {
+                Answer::Edited(m) => Some(m),
+                _ => None,
+            }),
         }
+    }
+
+    /// Sends the answer of the kind `pick` takes, or the failure, to the requester.
+    fn deliver<T>(self, reply: Reply<T>, pick: impl FnOnce(Answer) -> Option<T>) {
+        let result = match self {
+            Answer::Failed(e) => Err(e),
+            other => pick(other).ok_or_else(|| StoreError::internal("a job's answer does not fit its kind")),
+        };
+        // The requester may have gone away (client disconnected); its write still stands.
+        let _ = reply.send(result);
     }
 }
 
@@ -434,16 +421,19 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
     }
 
     // Edits last, in (chat, number) order: a message row is locked after every parent row.
-    let mut edits: Vec<(usize, &Write)> =
-        batch.iter().enumerate().filter(|(_, w)| matches!(w, Write::EditMessage { .. })).collect();
-    edits.sort_by_key(|(_, w)| match w {
-        Write::EditMessage { token, chat, number, .. } => (token.as_str(), chat.get(), number.get()),
-        _ => ("", 0, 0),
-    });
-    for (i, job) in edits {
-        if let Write::EditMessage { token, chat, number, body, normalized, .. } = job {
-            answers[i] = Some(edit(db, token, *chat, *number, body, normalized, now).await?);
-        }
+    let mut edits: Vec<_> = batch
+        .iter()
+        .enumerate()
+        .filter_map(|(i, w)| match w {
+            Write::EditMessage { token, chat, number, body, normalized, .. } => {
+                Some((i, token, *chat, *number, body, normalized))
+            }
+            _ => None,
+        })
+        .collect();
+    edits.sort_by_key(|&(_, token, chat, number, ..)| (token.as_str(), chat.get(), number.get()));
+    for (i, token, chat, number, body, normalized) in edits {
+        answers[i] = Some(edit(db, token, chat, number, body, normalized, now).await?);
     }
 
     answers
