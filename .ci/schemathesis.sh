@@ -79,10 +79,12 @@ echo "chatd is ready at $base"
 # usual one and lists the other as optional, so "a request the document calls invalid was
 # accepted" (negative_data_rejection) flags the alternative, and "a valid request was
 # refused" (positive_data_acceptance) flags application cursors, which only the server can
-# mint and which are refused with 400 when made up.
+# mint and which are refused with 400 when made up. The live stream is left out: its answer
+# never ends, and schemathesis reads answers whole (tests/api/streams.rs covers it).
 run() {
     python3 -m schemathesis.cli --config-file "$1" run "$base/openapi.json" \
         --checks all --exclude-checks positive_data_acceptance,negative_data_rejection \
+        --exclude-operation-id stream_messages \
         --header "Authorization: Bearer $key" \
         --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-100}" \
         --seed "${SCHEMATHESIS_SEED:-1}" \

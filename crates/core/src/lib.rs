@@ -10,6 +10,8 @@
 //! - [`page`]: keyset pagination requests and results.
 //! - [`error`]: [`StoreError`], the typed outcomes a backend reports.
 //! - [`ports`]: the traits the server calls.
+//! - [`feed`]: live events of a chat, the hub a backend publishes them through, and the
+//!   subscription the [`ports::Feed`] port hands streams.
 //! - [`search`]: partial-text matching (SPEC §5) and the ports a search index and its
 //!   store implement.
 //! - [`progress`]: a counter threads wait on (commit → index).
@@ -33,6 +35,7 @@
 
 pub mod domain;
 pub mod error;
+pub mod feed;
 pub mod page;
 pub mod ports;
 pub mod progress;
@@ -43,5 +46,5 @@ pub mod stats;
 pub use domain::{AppName, AppToken, ChatNumber, InvalidInput, MessageBody, MessageNumber};
 pub use error::StoreError;
 pub use page::{Limit, Listed, NumberBound, Order, Page};
-pub use ports::{Catalog, Ingest, Search};
+pub use ports::{Catalog, Feed, Ingest, Search};
 pub use records::{Application, Chat, Message, Timestamp};

@@ -52,6 +52,11 @@ pub enum Order {
 pub struct NumberBound(i64);
 
 impl NumberBound {
+    /// `n`, when it is 0 or positive.
+    pub fn new(n: i64) -> Option<Self> {
+        (n >= 0).then_some(NumberBound(n))
+    }
+
     pub fn get(self) -> i64 {
         self.0
     }

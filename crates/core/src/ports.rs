@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use crate::error::StoreResult;
+use crate::feed::Subscription;
 use crate::search::SearchRequest;
 use crate::{
     AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber,
@@ -67,4 +68,12 @@ pub trait Search: Send + Sync + 'static {
         chat: ChatNumber,
         request: SearchRequest,
     ) -> StoreResult<Vec<Message>>;
+}
+
+/// Subscribes to a chat's live events. Implemented by the store of each mode.
+#[async_trait]
+pub trait Feed: Send + Sync + 'static {
+    /// Follows the chat from now on; `ApplicationNotFound` or `ChatNotFound` when it does
+    /// not exist. What was committed before this call is read from the catalog.
+    async fn subscribe(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Subscription>;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chatd_core::progress::Progress;
 use chatd_core::stats::WriterStatsSnapshot;
-use chatd_core::{Catalog, Ingest, Search};
+use chatd_core::{Catalog, Feed, Ingest, Search};
 use chatd_search_tantivy::{Indexer, IndexerOptions, SearchIndex};
 use chatd_store_postgres::PgStore;
 use chatd_store_sqlite::{Options, SqliteSource, SqliteStore};
@@ -21,6 +21,21 @@ use crate::search::BlockingSearch;
 pub const SEARCH_DIR: &str = "search";
 /// Searches running at once in the embedded mode; more wait for a turn.
 const SEARCH_CONCURRENCY: usize = 4;
+
+/// One implementation of each port, for the routes.
+#[derive(Clone)]
+pub struct Ports {
+    pub ingest: Arc<dyn Ingest>,
+    pub catalog: Arc<dyn Catalog>,
+    pub search: Arc<dyn Search>,
+    pub feed: Arc<dyn Feed>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports").finish_non_exhaustive()
+    }
+}
 
 /// The storage a server runs on.
 #[derive(Debug)]
@@ -70,14 +85,17 @@ impl Backend {
     }
 
     /// The ports the routes use.
-    pub fn ports(&self) -> (Arc<dyn Ingest>, Arc<dyn Catalog>, Arc<dyn Search>) {
+    pub fn ports(&self) -> Ports {
         match self {
-            Backend::Embedded(e) => (
-                e.store.clone(),
-                e.store.clone(),
-                Arc::new(BlockingSearch::new(e.source.clone(), e.index.clone(), SEARCH_CONCURRENCY)),
-            ),
-            Backend::Postgres(pg) => (pg.clone(), pg.clone(), pg.clone()),
+            Backend::Embedded(e) => Ports {
+                ingest: e.store.clone(),
+                catalog: e.store.clone(),
+                search: Arc::new(BlockingSearch::new(e.source.clone(), e.index.clone(), SEARCH_CONCURRENCY)),
+                feed: e.store.clone(),
+            },
+            Backend::Postgres(pg) => {
+                Ports { ingest: pg.clone(), catalog: pg.clone(), search: pg.clone(), feed: pg.clone() }
+            }
         }
     }
 

@@ -145,7 +145,8 @@ pub struct Config {
     #[arg(long, env = "CHATD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
-    /// Seconds a request may take, reading its body included (408 beyond).
+    /// Seconds a request may take, reading its body included (408 beyond); also how long
+    /// an answer waits for its client to read any of it before the connection is closed.
     #[arg(long, env = "CHATD_REQUEST_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_timeout: u64,
 
@@ -159,6 +160,11 @@ pub struct Config {
     /// that (`ulimit -Hn`), which the search index's open files share.
     #[arg(long, env = "CHATD_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_connections: u64,
+
+    /// Live streams open at once (503 `overloaded` beyond); by default half of
+    /// `--max-connections`, each stream holding one connection.
+    #[arg(long, env = "CHATD_MAX_STREAMS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_streams: Option<u64>,
 
     /// Requests per second one client IP may sustain (429 beyond); 0 turns the limit off.
     #[arg(long, env = "CHATD_IP_RATE", default_value_t = 1000)]
@@ -187,6 +193,12 @@ pub struct Config {
 }
 
 impl Config {
+    /// Live streams open at once.
+    pub fn max_streams(&self) -> usize {
+        let max = self.max_streams.unwrap_or((self.max_connections / 2).max(1));
+        usize::try_from(max).unwrap_or(usize::MAX)
+    }
+
     /// The per-request limits.
     pub fn request_limits(&self) -> RequestLimits {
         RequestLimits {

@@ -5,7 +5,10 @@
 //!   answer with `Retry-After` and is closed, rather than waiting unseen in the backlog;
 //! - **header time**: a client that has not sent a whole request head within the limit
 //!   (half a request line, then silence) is cut off. The clock starts when hyper waits for
-//!   a head, so it also closes keep-alive connections left idle that long.
+//!   a head, so it also closes keep-alive connections left idle that long;
+//! - **write stall**: a client that takes nothing of an answer for the request timeout
+//!   (its receive window stays full) is cut off, so that a stream whose client stopped
+//!   reading gives back its connection and its slot.
 //!
 //! Each request carries the peer address as axum's `ConnectInfo`, which the per-IP rate
 //! limit keys on. Shutdown stops accepting, then lets open connections finish the request
@@ -27,9 +30,19 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_io_timeout::TimeoutStream;
 use tower::{Service, ServiceExt};
 
 use crate::error::ApiError;
+
+/// How long a connection may wait on its client.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For a whole request head.
+    pub header: Duration,
+    /// For any progress writing an answer.
+    pub write_stall: Duration,
+}
 
 /// The shared count of open connections, so that both listeners draw on one limit.
 #[derive(Debug, Clone)]
@@ -46,7 +59,7 @@ pub async fn serve<S>(
     listener: TcpListener,
     service: S,
     open: OpenConnections,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     mut stop: watch::Receiver<bool>,
 ) -> std::io::Result<()>
 where
@@ -54,7 +67,7 @@ where
     S::Future: Send + 'static,
 {
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(header_timeout).keep_alive(true);
+    http.timer(TokioTimer::new()).header_read_timeout(timeouts.header).keep_alive(true);
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -78,8 +91,10 @@ where
             request.extensions_mut().insert(ConnectInfo(peer));
             request
         });
-        let connection =
-            graceful.watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
+        let mut stream = TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(timeouts.write_stall));
+        let io = TokioIo::new(Box::pin(stream));
+        let connection = graceful.watch(http.serve_connection(io, TowerToHyperService::new(service)));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection closed with an error");

@@ -15,16 +15,16 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::response::Response;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Ports};
 use crate::config::{Config, Listen};
 use crate::limits::Limiters;
 use crate::routes::{self, AppState};
-use crate::serve::{self, OpenConnections};
+use crate::serve::{self, OpenConnections, Timeouts};
 
 /// A built server: storage open, listeners bound, not yet serving.
 #[derive(Debug)]
@@ -34,8 +34,10 @@ pub struct Application {
     creation: Option<(TcpListener, Router)>,
     open_connections: OpenConnections,
     max_request_bytes: usize,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     shutdown_timeout: Duration,
+    /// Tells the routes (open streams) that shutdown began.
+    stop: watch::Sender<bool>,
 }
 
 impl Application {
@@ -45,11 +47,15 @@ impl Application {
         if config.admin_key.is_none() {
             tracing::warn!("no admin key is set: anyone who reaches the API can list every application");
         }
-        let (ingest, catalog, search) = backend.ports();
+        let Ports { ingest, catalog, search, feed } = backend.ports();
+        let (stop, stopping) = watch::channel(false);
         let state = AppState {
             ingest,
             catalog,
             search,
+            feed,
+            streams: Arc::new(Semaphore::new(config.max_streams())),
+            stopping,
             admin_key: config.admin_key.as_deref().map(Arc::from),
             max_message_bytes: config.max_message_bytes,
         };
@@ -69,8 +75,12 @@ impl Application {
             creation,
             open_connections: OpenConnections::new(config.max_connections as usize),
             max_request_bytes: config.max_request_bytes,
-            header_timeout: Duration::from_secs(config.header_timeout),
+            timeouts: Timeouts {
+                header: Duration::from_secs(config.header_timeout),
+                write_stall: Duration::from_secs(config.request_timeout),
+            },
             shutdown_timeout: Duration::from_secs(config.shutdown_timeout),
+            stop,
         })
     }
 
@@ -93,14 +103,15 @@ impl Application {
     /// timeout) for open requests, and closes the storage so that every accepted write is
     /// committed before this returns.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_rx = self.stop.subscribe();
+        let stop_tx = self.stop;
         let mut servers = tokio::task::JoinSet::new();
         for (listener, router) in std::iter::once(self.api).chain(self.creation) {
             servers.spawn(serve::serve(
                 listener,
                 wrap(router, self.max_request_bytes),
                 self.open_connections.clone(),
-                self.header_timeout,
+                self.timeouts,
                 stop_rx.clone(),
             ));
         }

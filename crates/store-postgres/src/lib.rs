@@ -10,22 +10,28 @@
 //! - Reads go through [`reads`] on the pool: every lookup and list is one indexed query.
 //! - Search goes through [`search`]: pg_trgm over the normalised body, written in the row's
 //!   transaction, then the core's exact verification and ranking.
+//! - Live events go through [`feed`]: each batch notifies what it wrote, and every instance
+//!   listens and reads the rows its streams follow.
 //!
-//! [`PgStore`] implements [`Ingest`], [`Catalog`] and [`Search`].
+//! [`PgStore`] implements [`Ingest`], [`Catalog`], [`Search`] and [`Feed`].
 #![forbid(unsafe_code)]
 
 mod error;
+mod feed;
 mod reads;
 mod search;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chatd_core::error::StoreResult;
+use chatd_core::feed::{Hub, STREAM_CAPACITY, Subscription};
+use chatd_core::search::ChatKey;
 use chatd_core::search::{SearchRequest, normalize};
 use chatd_core::{
-    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Ingest, Listed, Message, MessageBody,
+    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Feed, Ingest, Listed, Message, MessageBody,
     MessageNumber, NumberBound, Page, Search, StoreError,
 };
 use sqlx::PgPool;
@@ -47,6 +53,8 @@ pub struct Options {
     pub queue_capacity: usize,
     /// Most jobs one transaction carries.
     pub max_batch: usize,
+    /// Live events a followed chat keeps for its slowest stream before dropping it.
+    pub stream_capacity: usize,
 }
 
 impl Options {
@@ -57,6 +65,7 @@ impl Options {
             acquire_timeout: Duration::from_secs(5),
             queue_capacity: 1024,
             max_batch: 512,
+            stream_capacity: STREAM_CAPACITY,
         }
     }
 }
@@ -92,6 +101,7 @@ pub struct PgStore {
     write_pool: PgPool,
     writer: writer::Writer,
     searches: tokio::sync::Semaphore,
+    listener: Arc<feed::Listener>,
 }
 
 impl PgStore {
@@ -129,7 +139,14 @@ impl PgStore {
             options.queue_capacity.max(1),
             options.max_batch.max(1),
         );
-        Ok(PgStore { pool, write_pool, writer, searches: tokio::sync::Semaphore::new(SEARCH_CONCURRENCY) })
+        let listener = feed::Listener::start(pool.clone(), Hub::new(options.stream_capacity)).await?;
+        Ok(PgStore {
+            pool,
+            write_pool,
+            writer,
+            searches: tokio::sync::Semaphore::new(SEARCH_CONCURRENCY),
+            listener,
+        })
     }
 
     /// What the writer has done so far.
@@ -140,6 +157,7 @@ impl PgStore {
     /// Stops taking writes, lets the writer commit everything already queued, then closes
     /// the pool. Safe to call more than once.
     pub async fn close(&self) {
+        self.listener.stop();
         self.writer.close().await;
         self.write_pool.close().await;
         self.searches.close();
@@ -231,6 +249,18 @@ impl Catalog for PgStore {
 
     async fn ready(&self) -> StoreResult<()> {
         reads::ping(&self.pool).await
+    }
+}
+
+#[async_trait]
+impl Feed for PgStore {
+    async fn subscribe(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Subscription> {
+        let id = reads::chat_id(&self.pool, &token, chat).await?;
+        let subscription = self.listener.hub.subscribe(ChatKey(id));
+        // Checked after subscribing: should the listener drop from here on, it ends this
+        // subscription with the others.
+        self.listener.check()?;
+        Ok(subscription)
     }
 }
 

@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{is_retryable, map};
+use crate::feed;
 use crate::reads::message_from;
 
 /// Times a batch runs again after PostgreSQL aborted it for a deadlock or a serialization
@@ -419,6 +420,8 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
         .await?;
         store_counts(db, STORE_MESSAGES_COUNTS, &message_counts).await?;
     }
+    let mut events: Vec<String> =
+        rows.ranges().map(|(chat, first, last)| feed::new_messages(chat, first, last)).collect();
 
     // Edits last, in (chat, number) order: a message row is locked after every parent row.
     let mut edits: Vec<_> = batch
@@ -433,7 +436,17 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
         .collect();
     edits.sort_by_key(|&(_, token, chat, number, ..)| (token.as_str(), chat.get(), number.get()));
     for (i, token, chat, number, body, normalized) in edits {
-        answers[i] = Some(edit(db, token, chat, number, body, normalized, now).await?);
+        let (answer, chat_id) = edit(db, token, chat, number, body, normalized, now).await?;
+        events.extend(chat_id.map(|chat_id| feed::edited(chat_id, number.get())));
+        answers[i] = Some(answer);
+    }
+    // Delivered to every instance's listener when (and only if) the batch commits.
+    if !events.is_empty() {
+        sqlx::query("SELECT pg_notify($1, e) FROM unnest($2::text[]) AS u(e)")
+            .bind(feed::CHANNEL)
+            .bind(&events)
+            .execute(&mut *db)
+            .await?;
     }
 
     answers
@@ -566,6 +579,17 @@ struct NewMessages {
 }
 
 impl NewMessages {
+    /// Each chat's new numbers, as (chat id, first, last): a chat's are consecutive.
+    fn ranges(&self) -> impl Iterator<Item = (i64, i64, i64)> {
+        let mut ranges: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for (&chat, &number) in self.chat_id.iter().zip(&self.number) {
+            let range = ranges.entry(chat).or_insert((number, number));
+            range.0 = range.0.min(number);
+            range.1 = range.1.max(number);
+        }
+        ranges.into_iter().map(|(chat, (first, last))| (chat, first, last))
+    }
+
     fn push(&mut self, chat: &LockedChat, number: i64, body: &MessageBody, normalized: &str) {
         self.application_id.push(chat.application_id);
         self.chat_id.push(chat.id);
@@ -583,12 +607,12 @@ async fn edit(
     body: &MessageBody,
     normalized: &str,
     now: i64,
-) -> Result<Answer, Failure> {
+) -> Result<(Answer, Option<i64>), Failure> {
     let row = sqlx::query(
         "UPDATE messages m SET body = $4, body_norm = $5, updated_at = $6 \
          FROM chats c JOIN applications a ON a.id = c.application_id \
          WHERE a.token = $1 AND c.number = $2 AND m.chat_id = c.id AND m.number = $3 \
-         RETURNING m.number, m.body, m.created_at, m.updated_at",
+         RETURNING m.chat_id, m.number, m.body, m.created_at, m.updated_at",
     )
     .bind(token.as_str())
     .bind(chat.get())
@@ -599,7 +623,7 @@ async fn edit(
     .fetch_optional(&mut *db)
     .await?;
     if let Some(row) = row {
-        return Ok(Answer::Edited(message_from(&row)?));
+        return Ok((Answer::Edited(message_from(&row)?), Some(row.try_get("chat_id")?)));
     }
     let chat_exists: Option<bool> = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM chats c WHERE c.application_id = a.id AND c.number = $2) \
@@ -609,9 +633,10 @@ async fn edit(
     .bind(chat.get())
     .fetch_optional(&mut *db)
     .await?;
-    Ok(Answer::Failed(match chat_exists {
+    let missing = match chat_exists {
         None => StoreError::ApplicationNotFound,
         Some(false) => StoreError::ChatNotFound,
         Some(true) => StoreError::MessageNotFound,
-    }))
+    };
+    Ok((Answer::Failed(missing), None))
 }

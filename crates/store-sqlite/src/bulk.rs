@@ -35,7 +35,7 @@ impl BulkLoader {
         let mut db = open_writer(&data_dir.join(DB_FILE), Durability::Normal).map_err(map_err)?;
         db.pragma_update(None, "synchronous", "OFF").map_err(map_err)?;
         schema::migrate(&mut db).map_err(map_err)?;
-        let ctx = WriteCtx::new(Timestamp::now(), queries::last_seq(&db)?);
+        let ctx = WriteCtx::new(Timestamp::now(), queries::last_seq(&db)?, None);
         db.execute_batch("BEGIN").map_err(map_err)?;
         Ok(BulkLoader { db, ctx, pending: 0 })
     }

@@ -3,6 +3,7 @@
 //! served by an index (see `schema.rs`); none scans a table or counts rows.
 
 use chatd_core::error::StoreResult;
+use chatd_core::feed::EventKind;
 use chatd_core::search::{Change, ChatKey};
 use chatd_core::{
     AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber,
@@ -201,7 +202,15 @@ pub(crate) fn append_message(
         .and_then(|mut s| s.execute(params![chat_id, number, body.as_str(), now, seq]))
         .db()?;
     db.prepare_cached(BUMP_MESSAGES_COUNT).and_then(|mut s| s.execute(params![chat_id, number])).db()?;
-    MessageNumber::try_from(number).map_err(StoreError::internal)
+    let number = MessageNumber::try_from(number).map_err(StoreError::internal)?;
+    let at = ctx.now;
+    ctx.event(chat_id, EventKind::Message, || Message {
+        number,
+        body: body.as_str().to_owned(),
+        created_at: at,
+        updated_at: at,
+    });
+    Ok(number)
 }
 
 pub(crate) fn update_message(
@@ -215,7 +224,8 @@ pub(crate) fn update_message(
     let (chat_id, _) = chat_row(db, token, chat)?;
     let now = ctx.now;
     let seq = ctx.next_seq();
-    db.prepare_cached(UPDATE_MESSAGE)
+    let message = db
+        .prepare_cached(UPDATE_MESSAGE)
         .and_then(|mut s| {
             s.query_row(params![chat_id, number.get(), body.as_str(), now.as_millis(), seq], |r| {
                 Ok(Message {
@@ -228,7 +238,9 @@ pub(crate) fn update_message(
             .optional()
         })
         .db()?
-        .ok_or(StoreError::MessageNotFound)
+        .ok_or(StoreError::MessageNotFound)?;
+    ctx.event(chat_id, EventKind::Edit, || message.clone());
+    Ok(message)
 }
 
 /// A write that changes nothing but still makes the commit write a page: rewrites the file

@@ -7,9 +7,10 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chatd_core::error::StoreResult;
+use chatd_core::feed::{Hub, STREAM_CAPACITY, Subscription};
 use chatd_core::progress::Progress;
 use chatd_core::{
-    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Ingest, Listed, Message, MessageBody,
+    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Feed, Ingest, Listed, Message, MessageBody,
     MessageNumber, NumberBound, Page, StoreError,
 };
 use rusqlite::Connection;
@@ -19,7 +20,7 @@ use crate::connection::{map_err, open_writer};
 use crate::readers::{LookupStats, Readers};
 use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
 
-use crate::writer::{self, JobSender, Op, WriteCtx, WriteFault};
+use crate::writer::{self, JobSender, Op, Outcomes, WriteCtx, WriteFault};
 use crate::{DB_FILE, Durability, queries, schema};
 
 /// Settings of the embedded store.
@@ -35,6 +36,8 @@ pub struct Options {
     /// Concurrent list queries on the blocking pool; and, apart, up to as many lookups by key
     /// while lookups run on the pool (while they are quick they run on the caller's thread).
     pub readers: usize,
+    /// Live events a followed chat keeps for its slowest stream before dropping it.
+    pub stream_capacity: usize,
 }
 
 impl Options {
@@ -45,6 +48,7 @@ impl Options {
             queue_capacity: 1024,
             max_batch: 512,
             readers: 4,
+            stream_capacity: STREAM_CAPACITY,
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct SqliteStore {
     committed: Arc<Progress>,
     /// Set while writes fail for want of storage.
     fault: Arc<WriteFault>,
+    /// Live events of committed messages, for streams.
+    hub: Arc<Hub>,
     /// Where the database lives, to measure its free space.
     data_dir: PathBuf,
 }
@@ -81,15 +87,16 @@ impl SqliteStore {
         let stats = Arc::new(WriterStats::default());
         let committed = Arc::new(Progress::default());
         let fault = Arc::new(WriteFault::default());
-        let (sender, handle) = writer::spawn(
-            db,
-            options.queue_capacity.max(1),
-            options.max_batch.max(1),
-            stats.clone(),
-            committed.clone(),
-            fault.clone(),
-        )
-        .map_err(StoreError::internal)?;
+        let hub = Hub::new(options.stream_capacity);
+        let outcomes = Outcomes {
+            stats: stats.clone(),
+            committed: committed.clone(),
+            fault: fault.clone(),
+            hub: hub.clone(),
+        };
+        let (sender, handle) =
+            writer::spawn(db, options.queue_capacity.max(1), options.max_batch.max(1), outcomes)
+                .map_err(StoreError::internal)?;
         Ok(SqliteStore {
             sender: RwLock::new(Some(sender)),
             writer: Mutex::new(Some(handle)),
@@ -97,6 +104,7 @@ impl SqliteStore {
             stats,
             committed,
             fault,
+            hub,
             data_dir: options.data_dir.clone(),
         })
     }
@@ -219,6 +227,14 @@ impl Ingest for SqliteStore {
             self.submit(|db, _| queries::probe_write(db)).await?;
         }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Feed for SqliteStore {
+    async fn subscribe(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Subscription> {
+        let key = self.readers.lookup(move |db| queries::chat_key(db, &token, chat)).await?;
+        Ok(self.hub.subscribe(key))
     }
 }
 

@@ -3,28 +3,56 @@
 //! transaction (group commit), commits once, and only then answers each job. Numbers are
 //! assigned here, so they cannot race, and a reply is never sent for an uncommitted row.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
+use chatd_core::feed::{ChatEvent, EventKind, Hub};
 use chatd_core::progress::Progress;
+use chatd_core::search::ChatKey;
 use chatd_core::stats::WriterStats;
-use chatd_core::{StoreError, Timestamp, error::StoreResult};
+use chatd_core::{Message, StoreError, Timestamp, error::StoreResult};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::connection::map_err;
 
-/// What a job sees while it runs: the batch's clock and the change sequence to stamp rows.
+/// What a job sees while it runs: the batch's clock, the change sequence to stamp rows, and
+/// the live events the batch publishes once it has committed.
 #[derive(Debug)]
 pub(crate) struct WriteCtx {
     pub now: Timestamp,
     last_seq: i64,
+    /// Where events go; `None` where nobody can follow (the bulk loader).
+    hub: Option<Arc<Hub>>,
+    events: Vec<(ChatKey, ChatEvent)>,
 }
 
 impl WriteCtx {
     /// A context whose change sequence continues after `last_seq`.
-    pub fn new(now: Timestamp, last_seq: i64) -> Self {
-        WriteCtx { now, last_seq }
+    pub fn new(now: Timestamp, last_seq: i64, hub: Option<Arc<Hub>>) -> Self {
+        WriteCtx { now, last_seq, hub, events: Vec::new() }
+    }
+
+    /// Records an event of the chat whose row id is `chat`, if anybody follows it; `message`
+    /// is only built then.
+    pub fn event(&mut self, chat: i64, kind: EventKind, message: impl FnOnce() -> Message) {
+        let chat = ChatKey(chat);
+        if self.hub.as_ref().is_some_and(|hub| hub.watches(chat)) {
+            self.events.push((chat, ChatEvent::new(kind, message())));
+        }
+    }
+
+    /// Hands the batch's events to the hub, each chat's in order. Only after the commit.
+    fn publish(&mut self) {
+        let Some(hub) = &self.hub else { return };
+        let mut by_chat: HashMap<ChatKey, Vec<ChatEvent>> = HashMap::new();
+        for (chat, event) in self.events.drain(..) {
+            by_chat.entry(chat).or_default().push(event);
+        }
+        for (chat, events) in by_chat {
+            hub.publish(chat, events);
+        }
     }
 
     /// The next value of the change sequence; strictly increasing in commit order.
@@ -69,7 +97,7 @@ where
 {
     fn apply(&mut self, db: &Connection, ctx: &mut WriteCtx) -> StoreResult<()> {
         let Some(run) = self.run.take() else { return Ok(()) };
-        let seq_before = ctx.last_seq;
+        let (seq_before, events_before) = (ctx.last_seq, ctx.events.len());
         let changes_before = db.total_changes();
         let result = run(db, ctx);
         let outcome = match &result {
@@ -83,6 +111,7 @@ where
                 // Nothing of it was written: neither is its place in the change sequence,
                 // which must name only committed rows (the indexer waits for every one).
                 ctx.last_seq = seq_before;
+                ctx.events.truncate(events_before);
                 Ok(())
             }
         };
@@ -132,24 +161,33 @@ impl WriteFault {
 
 pub(crate) type JobSender = mpsc::Sender<Box<dyn Job>>;
 
+/// What the writer tells the rest of the store after each batch.
+#[derive(Debug, Clone)]
+pub(crate) struct Outcomes {
+    pub stats: Arc<WriterStats>,
+    /// The last change sequence committed.
+    pub committed: Arc<Progress>,
+    pub fault: Arc<WriteFault>,
+    /// Live events of the committed rows.
+    pub hub: Arc<Hub>,
+}
+
 /// Starts the writer thread on `db`. It runs until every sender is dropped, then applies
 /// what is still queued and exits.
 pub(crate) fn spawn(
     db: Connection,
     capacity: usize,
     max_batch: usize,
-    stats: Arc<WriterStats>,
-    committed: Arc<Progress>,
-    fault: Arc<WriteFault>,
+    outcomes: Outcomes,
 ) -> std::io::Result<(JobSender, JoinHandle<()>)> {
     let last_seq: i64 = db
         .query_row("SELECT coalesce(max(change_seq), 0) FROM messages", [], |r| r.get(0))
         .map_err(std::io::Error::other)?;
-    committed.publish(last_seq);
+    outcomes.committed.publish(last_seq);
     let (tx, rx) = mpsc::channel(capacity);
     let handle = std::thread::Builder::new()
         .name("chatd-writer".into())
-        .spawn(move || run(db, rx, max_batch, last_seq, &stats, &committed, &fault))?;
+        .spawn(move || run(db, rx, max_batch, last_seq, &outcomes))?;
     Ok((tx, handle))
 }
 
@@ -158,9 +196,7 @@ fn run(
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
     mut last_seq: i64,
-    stats: &WriterStats,
-    committed: &Progress,
-    fault: &WriteFault,
+    Outcomes { stats, committed, fault, hub }: &Outcomes,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -172,13 +208,14 @@ fn run(
             }
         }
         let size = batch.len();
-        let mut ctx = WriteCtx::new(Timestamp::now(), last_seq);
+        let mut ctx = WriteCtx::new(Timestamp::now(), last_seq, Some(hub.clone()));
         let failure = commit_batch(&db, &mut batch, &mut ctx).err();
         match &failure {
             None => {
                 last_seq = ctx.last_seq;
                 stats.record(size);
                 committed.publish(last_seq);
+                ctx.publish();
                 fault.set(None);
                 tracing::trace!(size, "committed batch");
             }
@@ -194,6 +231,8 @@ fn run(
         }
     }
     tracing::debug!(stats = ?stats.snapshot(), "writer stopped");
+    // Streams end; their clients resume from storage when chatd is back.
+    hub.close_all();
 }
 
 fn commit_batch(db: &Connection, batch: &mut [Box<dyn Job>], ctx: &mut WriteCtx) -> StoreResult<()> {

@@ -13,6 +13,7 @@ mod urlencoded;
 pub use params::Params;
 pub use path::{AppPath, ChatPath, MessagePath};
 pub use query::{ListQuery, SearchQuery};
+pub(crate) use urlencoded::query_pairs;
 
 use crate::error::ApiError;
 

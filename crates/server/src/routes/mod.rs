@@ -6,6 +6,7 @@ mod applications;
 mod chats;
 mod messages;
 mod operations;
+mod stream;
 
 use std::sync::Arc;
 
@@ -15,8 +16,9 @@ use axum::extract::{OriginalUri, Request};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chatd_core::{Catalog, Ingest, Listed, Order, Search};
+use chatd_core::{Catalog, Feed, Ingest, Listed, Order, Search};
 use serde::Serialize;
+use tokio::sync::{Semaphore, watch};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
@@ -29,12 +31,17 @@ use crate::openapi::{
 
 pub use operations::router as operations;
 
-/// What every handler shares: one writer port, one reader port, one search port, the limits.
+/// What every handler shares: one port of each kind, the limits, and the shutdown signal.
 #[derive(Clone)]
 pub struct AppState {
     pub ingest: Arc<dyn Ingest>,
     pub catalog: Arc<dyn Catalog>,
     pub search: Arc<dyn Search>,
+    pub feed: Arc<dyn Feed>,
+    /// One permit per stream that may be open at once.
+    pub streams: Arc<Semaphore>,
+    /// Turns true when chatd begins to shut down: open streams end.
+    pub stopping: watch::Receiver<bool>,
     /// When set, listing all applications needs `Authorization: Bearer <key>`.
     pub admin_key: Option<Arc<str>>,
     /// Largest message body in bytes.
@@ -62,6 +69,7 @@ pub fn api_router(state: AppState) -> Router {
         .route("/applications/{token}/chats/{chat}", get(c::get_chat))
         .route("/applications/{token}/chats/{chat}/messages", get(m::list_messages).post(m::create_message))
         .route("/applications/{token}/chats/{chat}/messages/search", get(m::search_messages))
+        .route("/applications/{token}/chats/{chat}/messages/stream", get(stream::stream_messages))
         .route(
             "/applications/{token}/chats/{chat}/messages/{message}",
             get(m::get_message).put(m::update_message).patch(m::update_message),
@@ -96,6 +104,7 @@ pub fn creation_router(state: AppState) -> Router {
         applications::get_application, applications::update_application,
         chats::list_chats, chats::create_chat, chats::get_chat,
         messages::list_messages, messages::create_message, messages::search_messages,
+        stream::stream_messages,
         messages::get_message, messages::update_message,
         operations::health, operations::ready,
     ),

@@ -18,3 +18,4 @@ mod process;
 mod reindex;
 mod restart;
 mod search;
+mod streams;

@@ -53,7 +53,13 @@ async fn every_documented_operation_reaches_a_handler() {
             let body = json!({ "name": "renamed", "body": "edited" });
             let r = app.client.request(method.clone(), app.url(&path)).json(&body).send().await.unwrap();
             let status = r.status();
-            let answer: Value = r.json().await.unwrap_or(Value::Null);
+            let answer: Value = if template.ends_with("/stream") {
+                // A live stream never ends: its head is the answer.
+                assert_eq!(r.headers()["content-type"], "text/event-stream");
+                Value::Null
+            } else {
+                r.json().await.unwrap_or(Value::Null)
+            };
 
             // A documented operation with valid input succeeds, with a status it documents.
             assert!(status.is_success(), "{method} {template}: {status} {answer}");
@@ -65,5 +71,5 @@ async fn every_documented_operation_reaches_a_handler() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 16);
+    assert_eq!(operations, 17);
 }

@@ -10,6 +10,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, chatd_on_database, follow_pages, spawn_app_with, start_process};
+use crate::streams::{Stream, numbers};
 
 /// Acknowledged creates: (chat, number) → body.
 type Acked = Arc<Mutex<BTreeMap<(i64, i64), String>>>;
@@ -211,4 +212,54 @@ async fn kill_9_of_one_instance_leaves_the_other_serving_and_loses_no_acknowledg
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 300 + 6 * 100, "B's writers finished their creates after A died");
     assert_stored(&client, &base_b, &token, 2, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_open_when_postgres_stops_ends_and_resumes_without_a_gap_once_it_is_back() {
+    let mut pg = TestPostgres::start().expect("a PostgreSQL of the test's own (not CHATD_TEST_DATABASE_URL)");
+    let url = pg.fresh_database().unwrap();
+    let app = spawn_app_with(|c| c.database_url = Some(url)).await;
+    let token = app.create_app("streams").await;
+    app.create_chat(&token).await;
+    for n in 1..=5 {
+        app.create_message(&token, 1, &format!("before {n}")).await;
+    }
+    let open =
+        async |last: Option<i64>| Stream::try_open(&app.client, &app.api, &token, 1, Some(0), last).await;
+    let mut stream = open(None).await.ok().unwrap();
+    assert_eq!(numbers(&stream.messages(5).await), [1, 2, 3, 4, 5]);
+
+    pg.stop_immediately().unwrap();
+    // The instance can no longer vouch for its events: the stream ends, naming where to
+    // resume, and no new one starts while PostgreSQL is away.
+    let end = stream.next().await.expect("an end event");
+    assert_eq!(end.event, "end");
+    assert_eq!(end.json()["last_event_id"], 5);
+    assert_eq!(stream.next().await, None);
+    let refused = open(Some(5)).await.err().expect("no stream while PostgreSQL is down");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    pg.start_again().unwrap();
+    wait_for("/ready answering 200", Duration::from_secs(60), async || {
+        app.get("/ready").await.status() == StatusCode::OK
+    })
+    .await;
+    for n in 6..=8 {
+        app.create_message(&token, 1, &format!("while away {n}")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut resumed = loop {
+        match open(Some(5)).await {
+            Ok(stream) => break stream,
+            Err(r) => assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE),
+        }
+        assert!(Instant::now() < deadline, "streams never started again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(numbers(&resumed.messages(3).await), [6, 7, 8]);
+    app.create_message(&token, 1, "live again").await;
+    let live = resumed.messages(1).await;
+    assert_eq!(numbers(&live), [9]);
+    assert_eq!(live[0].json()["body"], "live again");
+    app.stop().await;
 }

@@ -9,6 +9,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use crate::helpers::{chatd_on_database, follow_pages, start_process};
+use crate::streams::{Stream, numbers};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_number_3000_messages_and_300_chats_densely() {
@@ -86,4 +87,44 @@ async fn three_instances_number_3000_messages_and_300_chats_densely() {
     let a: Value =
         client.get(format!("{}/applications/{token}", bases[2])).send().await.unwrap().json().await.unwrap();
     assert_eq!(a["chats_count"], 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_one_instance_receives_what_every_instance_writes() {
+    let url = TestPostgres::shared().fresh_database().unwrap();
+    let instances: Vec<_> = (0..3).map(|_| start_process(chatd_on_database(&url))).collect();
+    let bases: Vec<String> = instances.iter().map(|(_, base)| base.clone()).collect();
+    let client = Client::new();
+    let r = client
+        .post(format!("{}/applications", bases[0]))
+        .json(&json!({"name": "live"}))
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let r = client.post(format!("{}/applications/{token}/chats", bases[1])).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mut on_a = Stream::try_open(&client, &bases[0], &token, 1, Some(0), None).await.ok().unwrap();
+    let mut on_b = Stream::try_open(&client, &bases[1], &token, 1, Some(0), None).await.ok().unwrap();
+
+    let creates = (0..90).map(|i| {
+        let url = format!("{}/applications/{token}/chats/1/messages", bases[i % 3]);
+        let request = client.post(url).json(&json!({"body": format!("via {}", i % 3)}));
+        async move { assert_eq!(request.send().await.unwrap().status(), StatusCode::CREATED) }
+    });
+    let write = futures::stream::iter(creates).buffer_unordered(10).collect::<Vec<()>>();
+    let (_, from_a, from_b) = tokio::join!(write, on_a.messages(90), on_b.messages(90));
+    for events in [&from_a, &from_b] {
+        assert_eq!(numbers(events), (1..=90).collect::<Vec<_>>());
+        let via: BTreeSet<String> =
+            events.iter().map(|e| e.json()["body"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(via.len(), 3, "messages written through all three instances arrive: {via:?}");
+    }
+
+    let url = format!("{}/applications/{token}/chats/1/messages/7", bases[2]);
+    let r = client.put(url).json(&json!({"body": "edited on C"})).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let edit = on_a.next().await.unwrap();
+    assert_eq!((edit.event.as_str(), edit.id), ("edit", Some(7)));
+    assert_eq!(edit.json()["body"], "edited on C");
 }

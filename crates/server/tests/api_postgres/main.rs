@@ -40,3 +40,5 @@ mod process;
 mod restart;
 #[path = "../api/search.rs"]
 mod search;
+#[path = "../api/streams.rs"]
+mod streams;
