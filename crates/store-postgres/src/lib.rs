@@ -38,7 +38,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
-pub use search::{SEARCH_CANDIDATES, WHOLE_WORD_CANDIDATES};
+pub use search::{NEWEST_WHOLE_WORD_CANDIDATES, SEARCH_CANDIDATES, WHOLE_WORD_CANDIDATES};
 
 /// Settings of the PostgreSQL store.
 #[derive(Debug, Clone)]
