@@ -5,6 +5,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use chatd_core::progress::Progress;
 use chatd_core::stats::WriterStats;
@@ -173,11 +174,12 @@ fn run(
         }
         let size = batch.len();
         let mut ctx = WriteCtx::new(Timestamp::now(), last_seq);
+        let started = Instant::now();
         let failure = commit_batch(&db, &mut batch, &mut ctx).err();
         match &failure {
             None => {
                 last_seq = ctx.last_seq;
-                stats.record(size);
+                stats.record(size, started.elapsed());
                 committed.publish(last_seq);
                 fault.set(None);
                 tracing::trace!(size, "committed batch");
