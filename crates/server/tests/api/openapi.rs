@@ -65,5 +65,5 @@ async fn every_documented_operation_reaches_a_handler() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 16);
+    assert_eq!(operations, 17);
 }
