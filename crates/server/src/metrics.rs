@@ -6,7 +6,7 @@
 //! Each [`crate::Application`] owns its own registry, not a process-wide recorder: tests run
 //! many servers in one process, and each must count only its own requests.
 
-use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +21,9 @@ use chatd_core::stats::Histogram as Counts;
 use chatd_store_postgres::PgStore;
 use chatd_store_sqlite::SqliteStore;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
@@ -55,7 +57,7 @@ pub struct Metrics {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     method: &'static str,
-    route: Cow<'static, str>,
+    route: Route,
     status: u16,
 }
 
@@ -63,7 +65,38 @@ struct RequestLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: &'static str,
-    route: Cow<'static, str>,
+    route: Route,
+}
+
+/// The route a request matched, as a label: its template, or [`UNMATCHED`]. Holds the
+/// router's own shared template, so counting a request copies no string.
+#[derive(Debug, Clone)]
+struct Route(Option<MatchedPath>);
+
+impl Route {
+    fn as_str(&self) -> &str {
+        self.0.as_ref().map_or(UNMATCHED, MatchedPath::as_str)
+    }
+}
+
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Route {}
+
+impl std::hash::Hash for Route {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl EncodeLabelValue for Route {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+        encoder.write_str(self.as_str())
+    }
 }
 
 impl Metrics {
@@ -109,7 +142,7 @@ impl Metrics {
         RecordLayer(self.clone())
     }
 
-    fn record(&self, method: &'static str, route: Cow<'static, str>, status: u16, started: Instant) {
+    fn record(&self, method: &'static str, route: Route, status: u16, started: Instant) {
         let seconds = started.elapsed().as_secs_f64();
         self.latency.get_or_create(&RouteLabels { method, route: route.clone() }).observe(seconds);
         self.requests.get_or_create(&RequestLabels { method, route, status }).inc();
@@ -176,10 +209,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let route = request
-            .extensions()
-            .get::<MatchedPath>()
-            .map_or(Cow::Borrowed(UNMATCHED), |p| Cow::Owned(p.as_str().to_owned()));
+        let route = Route(request.extensions().get::<MatchedPath>().cloned());
         let method = method_label(request.method());
         Recording {
             inner: self.inner.call(request),
@@ -196,7 +226,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         started: Instant,
-        labels: Option<(&'static str, Cow<'static, str>)>,
+        labels: Option<(&'static str, Route)>,
         metrics: Arc<Metrics>,
     }
 }
