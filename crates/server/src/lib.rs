@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod limits;
+pub mod metrics;
 pub mod openapi;
 pub mod process;
 pub mod reindex;

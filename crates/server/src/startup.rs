@@ -23,6 +23,7 @@ use tower_http::normalize_path::NormalizePathLayer;
 use crate::backend::{Backend, Ports};
 use crate::config::{Config, Listen};
 use crate::limits::Limiters;
+use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
 use crate::serve::{self, OpenConnections, Timeouts};
 
@@ -45,10 +46,13 @@ impl Application {
         crate::process::prepare(config.max_connections);
         let backend = Backend::open(&config).await?;
         if config.admin_key.is_none() {
-            tracing::warn!("no admin key is set: anyone who reaches the API can list every application");
+            tracing::warn!(
+                "no admin key is set: anyone who reaches the API can list every application and read the metrics"
+            );
         }
         let Ports { ingest, catalog, search, feed } = backend.ports();
         let (stop, stopping) = watch::channel(false);
+        let metrics = Metrics::new(&backend);
         let state = AppState {
             ingest,
             catalog,
@@ -58,10 +62,12 @@ impl Application {
             stopping,
             admin_key: config.admin_key.as_deref().map(Arc::from),
             max_message_bytes: config.max_message_bytes,
+            metrics: metrics.clone(),
         };
         let limiters = Limiters::new(config.request_limits());
-        let finish =
-            |router: Router| routes::finish(limiters.apply(router).merge(routes::operations(state.clone())));
+        let finish = |router: Router| {
+            routes::finish(limiters.apply(router).merge(routes::operations(state.clone())), &metrics)
+        };
         let api = (TcpListener::bind(config.listen).await?, finish(routes::api_router(state.clone())));
         let creation = match config.creation_listen {
             Listen::Off => None,

@@ -92,6 +92,17 @@ pub const SESSION_SETTINGS: [(&str, &str); 5] = [
 /// Searches running at once per instance; more wait for a turn (as in the embedded mode).
 const SEARCH_CONCURRENCY: usize = 4;
 
+/// The read pool's connections at one moment, for `GET /metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections open, idle or in use.
+    pub open: u32,
+    /// Open connections waiting for a query.
+    pub idle: u32,
+    /// The most connections the pool opens.
+    pub max: u32,
+}
+
 /// The scale-out store. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct PgStore {
@@ -152,6 +163,20 @@ impl PgStore {
     /// What the writer has done so far.
     pub fn writer_stats(&self) -> WriterStatsSnapshot {
         self.writer.stats().snapshot()
+    }
+
+    /// Writes waiting in the queue for the writer to take them into a batch.
+    pub fn queued(&self) -> usize {
+        self.writer.queued()
+    }
+
+    /// The read pool's connections now: open, of which idle, and the most it opens.
+    pub fn pool_usage(&self) -> PoolUsage {
+        PoolUsage {
+            open: self.pool.size(),
+            idle: u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX),
+            max: self.pool.options().get_max_connections(),
+        }
     }
 
     /// Stops taking writes, lets the writer commit everything already queued, then closes

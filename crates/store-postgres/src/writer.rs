@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use chatd_core::error::StoreResult;
 use chatd_core::stats::WriterStats;
@@ -96,6 +97,12 @@ impl Writer {
         self.stats.clone()
     }
 
+    /// Jobs waiting in the queue for the writer to take them into a batch.
+    pub fn queued(&self) -> usize {
+        let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
+        sender.as_ref().map_or(0, |s| s.max_capacity() - s.capacity())
+    }
+
     fn sender(&self) -> StoreResult<mpsc::Sender<Write>> {
         let sender = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
         sender.clone().ok_or_else(|| StoreError::Unavailable("shutting down".into()))
@@ -138,6 +145,7 @@ async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Write>, max_batch: usize
     let mut batch = Vec::with_capacity(max_batch);
     while receiver.recv_many(&mut batch, max_batch).await > 0 {
         let size = batch.len();
+        let started = Instant::now();
         // A bug that panics fails its batch, not every later write.
         let outcome = AssertUnwindSafe(apply_with_retries(&pool, &batch))
             .catch_unwind()
@@ -145,7 +153,7 @@ async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Write>, max_batch: usize
             .unwrap_or_else(|_| Err(Failure::Store(StoreError::internal("the writer panicked on a batch"))));
         match outcome {
             Ok(answers) => {
-                stats.record(size);
+                stats.record(size, started.elapsed());
                 for (job, answer) in batch.drain(..).zip(answers) {
                     answer.send(job);
                 }

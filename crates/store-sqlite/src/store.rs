@@ -120,6 +120,12 @@ impl SqliteStore {
     }
 
     /// Lookups by key run on the calling thread and on the blocking pool so far.
+    /// Writes waiting in the queue for the writer to take them into a batch.
+    pub fn queued(&self) -> usize {
+        let guard = self.sender.read().unwrap_or_else(PoisonError::into_inner);
+        guard.as_ref().map_or(0, |s| s.max_capacity() - s.capacity())
+    }
+
     pub fn lookup_stats(&self) -> LookupStats {
         self.readers.lookup_stats()
     }

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use chatd_core::feed::{ChatEvent, EventKind, Hub};
 use chatd_core::progress::Progress;
@@ -209,11 +210,12 @@ fn run(
         }
         let size = batch.len();
         let mut ctx = WriteCtx::new(Timestamp::now(), last_seq, Some(hub.clone()));
+        let started = Instant::now();
         let failure = commit_batch(&db, &mut batch, &mut ctx).err();
         match &failure {
             None => {
                 last_seq = ctx.last_seq;
-                stats.record(size);
+                stats.record(size, started.elapsed());
                 committed.publish(last_seq);
                 ctx.publish();
                 fault.set(None);

@@ -22,7 +22,7 @@ fn app_name(params: &mut Params) -> ApiResult<AppName> {
 
 /// Passes when no admin key is configured or the request presents it as a Bearer token
 /// (compared in constant time).
-fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+pub(super) fn check_admin(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let Some(key) = &state.admin_key else { return Ok(()) };
     let presented = headers
         .get(header::AUTHORIZATION)

@@ -19,11 +19,13 @@ use axum::routing::{get, post};
 use chatd_core::{Catalog, Feed, Ingest, Listed, Order, Search};
 use serde::Serialize;
 use tokio::sync::{Semaphore, watch};
+use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::error::{self, ApiError};
 use crate::extract::ListQuery;
+use crate::metrics::Metrics;
 use crate::openapi::{
     BadRequest, Common, Internal, InvalidParameter, NoApplication, NoChat, NoMessage, PayloadTooLarge,
     RateLimited, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
@@ -46,6 +48,8 @@ pub struct AppState {
     pub admin_key: Option<Arc<str>>,
     /// Largest message body in bytes.
     pub max_message_bytes: usize,
+    /// What `GET /metrics` shows; a stream route holds [`Metrics::stream_opened`]'s guard.
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -75,6 +79,7 @@ pub fn api_router(state: AppState) -> Router {
             get(m::get_message).put(m::update_message).patch(m::update_message),
         )
         .route("/openapi.json", get(operations::openapi_json))
+        .route("/metrics", get(operations::metrics))
         .with_state(state)
 }
 
@@ -106,7 +111,7 @@ pub fn creation_router(state: AppState) -> Router {
         messages::list_messages, messages::create_message, messages::search_messages,
         stream::stream_messages,
         messages::get_message, messages::update_message,
-        operations::health, operations::ready,
+        operations::health, operations::ready, operations::metrics,
     ),
     components(responses(
         BadRequest, Unauthorized, NoApplication, NoChat, NoMessage, PayloadTooLarge, UnsupportedMediaType,
@@ -117,28 +122,29 @@ pub fn creation_router(state: AppState) -> Router {
         (name = "applications", description = "Client applications, named by their access token."),
         (name = "chats", description = "Chats of an application, numbered 1, 2, 3…"),
         (name = "messages", description = "Messages of a chat, numbered 1, 2, 3…, and their search."),
-        (name = "operations", description = "Liveness and readiness."),
+        (name = "operations", description = "Liveness, readiness and metrics."),
     )
 )]
 pub struct ApiDoc;
 
-/// What both listeners share: JSON fallbacks, and a request span (at debug level, named by
+/// What both listeners share: JSON fallbacks; a request span (at debug level, named by
 /// the matched route, never the raw path: paths carry tokens) whose answer hook logs the
-/// hidden detail of 5xx answers.
+/// hidden detail of 5xx answers; and the request metrics, by matched route too.
 ///
 /// This is the only layer added with `Router::layer` besides the limits' one: each such
 /// layer boxes every route again, and axum clones the whole chain of boxes at every level
 /// on every request. Layers that can wrap the router whole do so, in `startup::wrap`.
-pub fn finish(router: Router) -> Router {
+pub fn finish(router: Router, metrics: &Arc<Metrics>) -> Router {
     let span = |req: &Request| {
         // Fields are only evaluated when the span is enabled.
         let route = || req.extensions().get::<axum::extract::MatchedPath>().map_or("-", |p| p.as_str());
         tracing::debug_span!("request", method = %req.method(), route = route())
     };
-    router
-        .fallback(error::route_not_found)
-        .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(TraceLayer::new_for_http().make_span_with(span).on_response(error::LogAnswer))
+    router.fallback(error::route_not_found).method_not_allowed_fallback(error::method_not_allowed).layer(
+        ServiceBuilder::new()
+            .layer(TraceLayer::new_for_http().make_span_with(span).on_response(error::LogAnswer))
+            .layer(metrics.layer()),
+    )
 }
 
 /// A list's answer: a JSON array, with a `Link: <…>; rel="next"` header when more rows exist.

@@ -30,6 +30,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use super::{ApiResult, AppState};
 use crate::error::ApiError;
 use crate::extract::ChatPath;
+use crate::metrics::OpenStream;
 use crate::openapi::{BadRequest, NoChat};
 use crate::views::MessageView;
 
@@ -97,7 +98,7 @@ pub(super) async fn stream_messages(
         queue: VecDeque::new(),
         stopping: s.stopping.clone(),
         ended: false,
-        _permit: permit,
+        _slot: (permit, s.metrics.stream_opened()),
     };
     let events = futures::stream::unfold(follow, |mut f| async move {
         f.next().await.map(|event| (Ok::<_, Infallible>(event), f))
@@ -121,8 +122,8 @@ struct Follow {
     stopping: watch::Receiver<bool>,
     /// The `end` event is queued; nothing follows it.
     ended: bool,
-    /// Holds one of the open-stream slots while the stream lives.
-    _permit: OwnedSemaphorePermit,
+    /// One of the open-stream slots, and the open-streams gauge, while the stream lives.
+    _slot: (OwnedSemaphorePermit, OpenStream),
 }
 
 /// Why a stream ended, as its `end` event says.

@@ -13,6 +13,7 @@ mod hostile;
 mod jepsen;
 mod limits;
 mod messages;
+mod metrics;
 mod openapi;
 mod process;
 mod reindex;

@@ -71,5 +71,5 @@ async fn every_documented_operation_reaches_a_handler() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 17);
+    assert_eq!(operations, 18);
 }

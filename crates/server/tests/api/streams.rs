@@ -282,6 +282,8 @@ async fn streams_beyond_the_limit_get_503_overloaded_and_a_closed_one_frees_its_
     let one = Stream::open(&app, &token, 1, None, None).await;
     let _two = Stream::open(&app, &token, 1, None, None).await;
 
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "chatd_streams_open 2"), "{metrics}");
     let refused = Stream::try_open(&app.client, &app.api, &token, 1, None, None).await.err().unwrap();
     assert!(refused.headers().contains_key("retry-after"));
     assert_error(refused, 503, "overloaded").await;

@@ -32,6 +32,8 @@ mod jepsen;
 mod limits;
 #[path = "../api/messages.rs"]
 mod messages;
+#[path = "../api/metrics.rs"]
+mod metrics;
 #[path = "../api/openapi.rs"]
 mod openapi;
 #[path = "../api/process.rs"]
