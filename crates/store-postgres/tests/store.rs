@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chatd_core::search::{Keyword, MatchKind, SearchRequest, normalize};
 use chatd_core::{
-    AppName, AppToken, Catalog, ChatNumber, Ingest, Limit, MessageBody, MessageNumber, NumberBound, Order,
-    Page, Search, StoreError,
+    AppName, AppToken, Catalog, ChatNumber, IdempotencyKey, Ingest, Limit, MessageBody, MessageNumber,
+    NumberBound, Order, Page, Search, StoreError,
 };
 use chatd_store_postgres::{Options, PgStore};
 
@@ -121,6 +121,30 @@ async fn a_job_refused_for_a_missing_parent_leaves_its_batch_mates_alone() {
     let renamed = s.rename_application(app.clone(), name("renamed")).await.unwrap();
     assert_eq!((renamed.name.as_str(), renamed.chats_count), ("renamed", 1));
     assert_eq!(s.chat(app.clone(), chat(1)).await.unwrap().messages_count, 1);
+    s.close().await;
+}
+
+/// A batch claims its keys with the numbers its creates get if none is a retry; a retry
+/// earlier in the batch moves a later create of its chat down one, and its key with it.
+#[tokio::test]
+async fn a_retry_in_a_batch_leaves_the_keys_of_its_batch_mates_naming_their_numbers() {
+    let s = store(&database()).await;
+    let app = s.create_application(name("app"), None).await.unwrap().token;
+    s.create_chat(app.clone(), None).await.unwrap();
+    let key = |k: &str| Some(IdempotencyKey::parse(k.as_bytes()).unwrap());
+    let first = s.create_message(app.clone(), chat(1), body("first"), key("a")).await.unwrap();
+    assert_eq!(first.get(), 1);
+
+    // On this one-thread runtime both jobs are queued before the writer runs: one batch.
+    let (retry, second) = tokio::join!(
+        s.create_message(app.clone(), chat(1), body("first"), key("a")),
+        s.create_message(app.clone(), chat(1), body("second"), key("b")),
+    );
+    assert_eq!(s.writer_stats().largest_batch, 2, "the two shared a batch");
+    assert_eq!((retry.unwrap().get(), second.unwrap().get()), (1, 2));
+    let again = s.create_message(app.clone(), chat(1), body("second"), key("b")).await.unwrap();
+    assert_eq!(again.get(), 2, "the key names the message its create got");
+    assert_eq!(s.chat(app, chat(1)).await.unwrap().messages_count, 2);
     s.close().await;
 }
 

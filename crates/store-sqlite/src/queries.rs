@@ -53,14 +53,13 @@ const CHATS_COUNT: &str = "SELECT chats_count FROM applications WHERE id = ?1";
 const MESSAGES_COUNT: &str = "SELECT messages_count FROM chats WHERE id = ?1";
 const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
     WHERE chat_id = ?1 AND number = ?2 RETURNING created_at";
-const FIND_KEY: &str = "SELECT fingerprint, resource, name, created_at FROM idempotency_keys \
+const FIND_KEY: &str = "SELECT fingerprint, resource, token, name, created_at FROM idempotency_keys \
     WHERE scope = ?1 AND key = ?2 AND created_at >= ?3";
 // Replaces an expired key of the same name, which `FIND_KEY` no longer sees.
-const STORE_KEY: &str = "INSERT OR REPLACE INTO idempotency_keys (scope, key, fingerprint, created_at, resource, name) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const STORE_KEY: &str = "INSERT OR REPLACE INTO idempotency_keys \
+    (scope, key, fingerprint, created_at, resource, token, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const SWEEP_KEYS: &str = "DELETE FROM idempotency_keys WHERE (scope, key) IN \
     (SELECT scope, key FROM idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)";
-const TOKEN_BY_ID: &str = "SELECT token FROM applications WHERE id = ?1";
 const GET_APPLICATION: &str =
     "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1";
 const GET_CHAT: &str = "SELECT c.number, c.messages_count, c.created_at, c.updated_at FROM applications a \
@@ -134,21 +133,27 @@ pub(crate) struct RetryKey<'a> {
     pub window: Duration,
 }
 
-impl RetryKey<'_> {
-    /// Keys stored before this instant of the batch are expired.
-    fn cutoff(&self, ctx: &WriteCtx) -> i64 {
-        let window = i64::try_from(self.window.as_millis()).unwrap_or(i64::MAX);
-        ctx.now.as_millis().saturating_sub(window)
-    }
+/// Keys stored before this instant (in milliseconds) are expired in the batch of `ctx`.
+fn cutoff(ctx: &WriteCtx, window: Duration) -> i64 {
+    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    ctx.now.as_millis().saturating_sub(window)
 }
 
-/// What an honoured key names: the number (or application id) it created, the name it
-/// created an application with, and when.
+/// What an honoured key names: the number it created, or the token and name of the
+/// application it created; and when.
 #[derive(Debug)]
 struct Remembered {
     resource: i64,
+    token: Option<String>,
     name: Option<String>,
     created_at: Timestamp,
+}
+
+/// What a create stores with its key: the number it created, or its application.
+#[derive(Debug, Clone, Copy)]
+enum Created<'a> {
+    Number(i64),
+    Application(&'a AppToken, &'a AppName),
 }
 
 /// What `key` names in `scope`, when it is honoured (younger than its window) and came with
@@ -159,14 +164,19 @@ fn remembered(
     scope: i64,
     key: RetryKey<'_>,
 ) -> StoreResult<Option<Remembered>> {
-    let cutoff = key.cutoff(ctx);
+    let cutoff = cutoff(ctx, key.window);
     let key = key.key;
     let found = db
         .prepare_cached(FIND_KEY)
         .and_then(|mut s| {
             s.query_row(params![scope, key.key.as_str(), cutoff], |r| {
                 let fingerprint: Vec<u8> = r.get(0)?;
-                let remembered = Remembered { resource: r.get(1)?, name: r.get(2)?, created_at: time(r, 3)? };
+                let remembered = Remembered {
+                    resource: r.get(1)?,
+                    token: r.get(2)?,
+                    name: r.get(3)?,
+                    created_at: time(r, 4)?,
+                };
                 Ok((fingerprint, remembered))
             })
             .optional()
@@ -179,18 +189,21 @@ fn remembered(
     }
 }
 
-/// Stores `key` as naming `resource`, in the transaction that created it.
+/// Stores `key` as naming what it `created`, in the transaction that created it.
 fn remember(
     db: &Connection,
     ctx: &WriteCtx,
     scope: i64,
     key: RetryKey<'_>,
-    resource: i64,
-    name: Option<&str>,
+    created: Created<'_>,
 ) -> StoreResult<()> {
     let RetryKey { key, .. } = key;
-    let row =
-        params![scope, key.key.as_str(), key.fingerprint.as_bytes(), ctx.now.as_millis(), resource, name];
+    let (resource, token, name) = match created {
+        Created::Number(n) => (n, None, None),
+        Created::Application(token, name) => (0, Some(token.as_str()), Some(name.as_str())),
+    };
+    let (fingerprint, now) = (key.fingerprint.as_bytes(), ctx.now.as_millis());
+    let row = params![scope, key.key.as_str(), fingerprint, now, resource, token, name];
     db.prepare_cached(STORE_KEY).and_then(|mut s| s.execute(row)).db().map(drop)
 }
 
@@ -201,8 +214,7 @@ pub(crate) fn sweep_keys(
     window: Duration,
     limit: usize,
 ) -> StoreResult<usize> {
-    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
-    let cutoff = ctx.now.as_millis().saturating_sub(window);
+    let cutoff = cutoff(ctx, window);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     db.prepare_cached(SWEEP_KEYS).and_then(|mut s| s.execute(params![cutoff, limit])).db()
 }
@@ -220,14 +232,10 @@ pub(crate) fn insert_application(
         && let Some(first) = remembered(db, ctx, APPLICATIONS_SCOPE, key)?
     {
         // The first answer: the name it was created with, no chats, never updated.
-        let token: String = db
-            .prepare_cached(TOKEN_BY_ID)
-            .and_then(|mut s| s.query_row([first.resource], |r| r.get(0)))
-            .db()?;
+        let bad = || StoreError::internal("a stored idempotency key does not fit its create");
         return Ok(Application {
-            token: AppToken::parse(&token)
-                .ok_or_else(|| StoreError::internal("a stored token is malformed"))?,
-            name: first.name.unwrap_or_default(),
+            token: first.token.as_deref().and_then(AppToken::parse).ok_or_else(bad)?,
+            name: first.name.ok_or_else(bad)?,
             chats_count: 0,
             created_at: first.created_at,
             updated_at: first.created_at,
@@ -238,7 +246,7 @@ pub(crate) fn insert_application(
         .and_then(|mut s| s.execute(params![token.as_str(), name.as_str(), now.as_millis()]))
         .db()?;
     if let Some(key) = key {
-        remember(db, ctx, APPLICATIONS_SCOPE, key, db.last_insert_rowid(), Some(name.as_str()))?;
+        remember(db, ctx, APPLICATIONS_SCOPE, key, Created::Application(&token, &name))?;
     }
     Ok(Application { token, name: name.into_inner(), chats_count: 0, created_at: now, updated_at: now })
 }
@@ -299,7 +307,7 @@ where
         return N::try_from(first.resource).map_err(StoreError::internal);
     }
     let number = create(db, ctx)?;
-    remember(db, ctx, app_id, key, number.into(), None)?;
+    remember(db, ctx, app_id, key, Created::Number(number.into()))?;
     Ok(number)
 }
 
@@ -608,7 +616,6 @@ mod tests {
             FIND_KEY,
             STORE_KEY,
             SWEEP_KEYS,
-            TOKEN_BY_ID,
         ];
         statements.extend(LIST_APPLICATIONS.iter().chain(&LIST_CHATS).chain(&LIST_MESSAGES));
         for sql in statements {

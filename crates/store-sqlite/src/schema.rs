@@ -52,10 +52,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
     // 3: `Idempotency-Key`s (SPEC §8), each written in the transaction of the row it created.
     // `scope` is the application's id for chat and message creates, 0 for application
-    // creates (row ids start at 1). `resource` is the number created, or the new
-    // application's id; `name` the application's name as created, so that a retry answers
-    // the first answer even after a rename. Expired keys are swept oldest first by
-    // `created_at`.
+    // creates (row ids start at 1). `resource` is the number created (0 for an application);
+    // `token` and `name` are a new application's, as created, so that a retry answers the
+    // first answer even after a rename. Expired keys are swept oldest first by `created_at`.
     r#"
     CREATE TABLE idempotency_keys (
         scope       INTEGER NOT NULL,
@@ -63,6 +62,7 @@ const MIGRATIONS: &[&str] = &[
         fingerprint BLOB    NOT NULL,
         created_at  INTEGER NOT NULL,
         resource    INTEGER NOT NULL,
+        token       TEXT,
         name        TEXT,
         PRIMARY KEY (scope, key)
     ) WITHOUT ROWID;

@@ -1,14 +1,17 @@
 //! `Idempotency-Key`s in a batch (SPEC §8). After the batch has locked its parents and
-//! before it numbers anything, it claims each key it carries: one `INSERT … ON CONFLICT` in
-//! (scope, key) order inserts the keys no one holds and takes over expired ones (their
-//! `resource` is filled in once the batch has numbered its rows). A key another transaction
-//! holds is locked by that statement either way, so a batch racing with another instance's on
-//! one key waits for it to commit and then reads the key it stored: one row is created, and
-//! every request with that key answers it. The claimed keys are stored in the batch's
-//! transaction, so a create and its key commit together or not at all.
+//! before it writes a row, it claims each key it carries: one `INSERT … ON CONFLICT` in
+//! (scope, key) order inserts the keys no one holds and takes over expired ones, each with
+//! the number its create will get if every claim succeeds (the parents are locked, so that
+//! is known). A key another transaction holds is locked by that statement either way, so a
+//! batch racing with another instance's on one key waits for it to commit and then reads the
+//! key it stored: one row is created, and every request with that key answers it. The
+//! claimed keys are stored in the batch's transaction, so a create and its key commit
+//! together or not at all.
 //!
-//! Within the batch, jobs sharing a key are settled together: with the claimant's
-//! parameters they follow its answer, with others they are refused.
+//! Within the batch, jobs sharing a key are settled together: with the first one's
+//! parameters they follow its answer, with others they are refused. Only when a held key
+//! turned a job into a retry does a later create of the same parent get another number than
+//! its key was claimed with; [`Settled::finish`] corrects those keys.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -36,8 +39,49 @@ pub(super) struct Settled {
     pub skip: Vec<bool>,
     /// (job, the earlier job of the batch with its key and parameters, whose answer it gets).
     pub followers: Vec<(usize, usize)>,
-    /// (job, scope, key): keys this batch claimed, each for the job that creates what it names.
-    claimed: Vec<(usize, i64, String)>,
+    /// Keys this batch claimed, each for the job that creates what it names.
+    claimed: Vec<Claimed>,
+}
+
+/// A key the batch claimed.
+#[derive(Debug)]
+struct Claimed {
+    job: usize,
+    scope: i64,
+    key: String,
+    /// The number it was claimed with (0 for an application).
+    number: i64,
+}
+
+/// The numbers the batch's creates get if none of them turns out a retry: per parent, its
+/// locked count plus the creates before, in batch order. Jobs that only repeat another job's
+/// key (`repeats`) create nothing.
+fn provisional_numbers(
+    batch: &[Write],
+    apps: &HashMap<String, LockedApp>,
+    chats: &ChatLocks<'_>,
+    repeats: &HashSet<usize>,
+) -> Vec<i64> {
+    let mut counts: HashMap<(bool, i64), i64> = HashMap::new();
+    let mut numbers = vec![0; batch.len()];
+    for (i, job) in batch.iter().enumerate().filter(|(i, _)| !repeats.contains(i)) {
+        let parent = match job {
+            Write::CreateChat { token, .. } => {
+                apps.get(token.as_str()).map(|a| ((false, a.id), a.chats_count))
+            }
+            Write::CreateMessage { token, chat, .. } => match chats.get(&(token.as_str(), chat.get())) {
+                Some(Ok(c)) => Some(((true, c.id), c.messages_count)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((parent, count)) = parent {
+            let count = counts.entry(parent).or_insert(count);
+            *count += 1;
+            numbers[i] = *count;
+        }
+    }
+    numbers
 }
 
 /// A job's key and the scope it lives in, when the job has a key and its parent exists (a
@@ -81,37 +125,46 @@ pub(super) async fn settle(
     if groups.is_empty() {
         return Ok((answers, settled));
     }
+    let repeats: HashSet<usize> = groups.values().flat_map(|jobs| jobs[1..].iter().map(|j| j.0)).collect();
+    let numbers = provisional_numbers(batch, apps, chats, &repeats);
 
-    // Claim every key with its first job's parameters.
-    let (mut scopes, mut names, mut fingerprints, mut app_names) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Claim every key with its first job's parameters and number.
+    let (mut scopes, mut names, mut fingerprints, mut resources, mut tokens, mut app_names) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut cutoff = now;
     for (&(scope, name), jobs) in &groups {
         let (first, key) = jobs[0];
         scopes.push(scope);
         names.push(name);
         fingerprints.push(key.key.fingerprint.as_bytes());
-        app_names.push(match &batch[first] {
-            Write::CreateApplication { name, .. } => Some(name.as_str()),
-            _ => None,
-        });
+        resources.push(numbers[first]);
+        let (token, app_name) = match &batch[first] {
+            Write::CreateApplication { token, name, .. } => (Some(token.as_str()), Some(name.as_str())),
+            _ => (None, None),
+        };
+        tokens.push(token);
+        app_names.push(app_name);
         // One store, one window: every key of the batch carries the same.
         let window = i64::try_from(key.window.as_millis()).unwrap_or(i64::MAX);
         cutoff = cutoff.min(now.saturating_sub(window));
     }
     let rows = sqlx::query(
-        "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, resource, name) \
-         SELECT s, k, f, $4, 0, n FROM unnest($1::bigint[], $2::text[], $3::bytea[], $5::text[]) \
-         AS u(s, k, f, n) ORDER BY s, k \
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, created_at, resource, token, name) \
+         SELECT s, k, f, $4, r, t, n \
+         FROM unnest($1::bigint[], $2::text[], $3::bytea[], $5::bigint[], $6::text[], $7::text[]) \
+         AS u(s, k, f, r, t, n) ORDER BY s, k \
          ON CONFLICT (scope, key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, \
-         created_at = EXCLUDED.created_at, resource = 0, name = EXCLUDED.name \
-         WHERE idempotency_keys.created_at < $6 \
+         created_at = EXCLUDED.created_at, resource = EXCLUDED.resource, token = EXCLUDED.token, \
+         name = EXCLUDED.name \
+         WHERE idempotency_keys.created_at < $8 \
          RETURNING scope, key",
     )
     .bind(&scopes)
     .bind(&names)
     .bind(&fingerprints)
     .bind(now)
+    .bind(&resources)
+    .bind(&tokens)
     .bind(&app_names)
     .bind(cutoff)
     .fetch_all(&mut *db)
@@ -137,7 +190,12 @@ pub(super) async fn settle(
                 Some(_) => Some(Answer::Failed(StoreError::IdempotencyKeyReused)),
                 None if i == first => {
                     settled.skip[i] = false;
-                    settled.claimed.push((i, *scope, (*name).to_owned()));
+                    settled.claimed.push(Claimed {
+                        job: i,
+                        scope: *scope,
+                        key: (*name).to_owned(),
+                        number: numbers[i],
+                    });
                     None
                 }
                 None if same(first_key.key.fingerprint.as_bytes()) => {
@@ -158,7 +216,7 @@ struct Stored {
     resource: i64,
     name: Option<String>,
     created_at: i64,
-    /// The application's token, for keys of application creates.
+    /// The new application's token, for keys of application creates.
     token: Option<String>,
 }
 
@@ -198,9 +256,8 @@ async fn stored_keys(
     let scopes: Vec<i64> = held.iter().map(|k| k.0).collect();
     let names: Vec<&str> = held.iter().map(|k| k.1).collect();
     let rows = sqlx::query(
-        "SELECT k.scope, k.key, k.fingerprint, k.resource, k.name, k.created_at, a.token \
-         FROM idempotency_keys k LEFT JOIN applications a ON k.scope = 0 AND a.id = k.resource \
-         WHERE (k.scope, k.key) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))",
+        "SELECT scope, key, fingerprint, resource, token, name, created_at FROM idempotency_keys \
+         WHERE (scope, key) IN (SELECT * FROM unnest($1::bigint[], $2::text[]))",
     )
     .bind(&scopes)
     .bind(&names)
@@ -241,8 +298,9 @@ impl Answer {
 }
 
 impl Settled {
-    /// Gives followers their leaders' answers and stores what the claimed keys name, once
-    /// the batch has written its rows and decided every other answer.
+    /// Gives followers their leaders' answers, once the batch has written its rows and
+    /// decided every other answer; corrects the keys claimed with a number their create did
+    /// not get (a job before it in the same parent turned out a retry).
     pub(super) async fn finish(
         self,
         db: &mut PgConnection,
@@ -251,26 +309,23 @@ impl Settled {
         for &(i, leader) in &self.followers {
             answers[i] = answers[leader].as_ref().map(Answer::again);
         }
-        let (mut scopes, mut names, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut app_keys, mut tokens) = (Vec::new(), Vec::new());
-        for (i, scope, name) in &self.claimed {
-            let number = match &answers[*i] {
+        let (mut scopes, mut keys, mut numbers) = (Vec::new(), Vec::new(), Vec::new());
+        for claimed in &self.claimed {
+            let number = match &answers[claimed.job] {
                 Some(Answer::Chat(n)) => n.get(),
                 Some(Answer::Message(n)) => n.get(),
-                Some(Answer::Application(a)) => {
-                    app_keys.push(name.as_str());
-                    tokens.push(a.token.as_str());
-                    continue;
-                }
+                Some(Answer::Application(_)) => continue,
                 _ => {
                     return Err(
                         StoreError::internal("a claimed idempotency key's create did not succeed").into()
                     );
                 }
             };
-            scopes.push(*scope);
-            names.push(name.as_str());
-            numbers.push(number);
+            if number != claimed.number {
+                scopes.push(claimed.scope);
+                keys.push(claimed.key.as_str());
+                numbers.push(number);
+            }
         }
         if !scopes.is_empty() {
             sqlx::query(
@@ -279,19 +334,8 @@ impl Settled {
                  WHERE t.scope = u.s AND t.key = u.k",
             )
             .bind(&scopes)
-            .bind(&names)
+            .bind(&keys)
             .bind(&numbers)
-            .execute(&mut *db)
-            .await?;
-        }
-        if !app_keys.is_empty() {
-            sqlx::query(
-                "UPDATE idempotency_keys AS t SET resource = a.id \
-                 FROM unnest($1::text[], $2::text[]) AS u(k, token) JOIN applications a ON a.token = u.token \
-                 WHERE t.scope = 0 AND t.key = u.k",
-            )
-            .bind(&app_keys)
-            .bind(&tokens)
             .execute(&mut *db)
             .await?;
         }
