@@ -36,7 +36,21 @@ impl Conn {
         path: &str,
         json: Option<&str>,
     ) -> anyhow::Result<(StatusCode, Bytes)> {
+        self.send_keyed(method, path, json, None).await
+    }
+
+    /// [`Conn::send`], with an `Idempotency-Key` when `key` is given.
+    pub async fn send_keyed(
+        &mut self,
+        method: Method,
+        path: &str,
+        json: Option<&str>,
+        key: Option<&str>,
+    ) -> anyhow::Result<(StatusCode, Bytes)> {
         let mut request = Request::builder().method(method).uri(path).header("host", &self.host);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
         let body = match json {
             Some(j) => {
                 request = request.header("content-type", "application/json");
@@ -52,12 +66,14 @@ impl Conn {
     }
 }
 
-/// What one request of a workload is: method, path, JSON body.
+/// What one request of a workload is: method, path, JSON body, `Idempotency-Key`.
 #[derive(Debug)]
 pub struct Call {
     pub method: Method,
     pub path: String,
     pub json: Option<String>,
+    /// An `Idempotency-Key` to send with it.
+    pub key: Option<String>,
     /// Which target (chat or application) the call is for, kept with its outcome.
     pub tag: i64,
 }
@@ -237,7 +253,9 @@ pub async fn run(
                     break;
                 }
                 let call = make(c, i);
-                let outcome = conn.send(call.method.clone(), &call.path, call.json.as_deref()).await;
+                let outcome = conn
+                    .send_keyed(call.method.clone(), &call.path, call.json.as_deref(), call.key.as_deref())
+                    .await;
                 let latency = began.elapsed();
                 requests += 1;
                 let _ = hist.record((latency.as_micros() as u64).max(1));

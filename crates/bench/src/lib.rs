@@ -247,6 +247,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
     let floor = floor_runs(&bench, chatd.half_rate, &mut report)?;
 
     report_creates(&mut report, &chatd, &baseline, &floor);
+    report_keyed(&mut report, &chatd);
     report_half_rate(&mut report, &chatd, &baseline, timeline, "p99 ≤ 10 ms")?;
     report_cpu(&mut report, &opts, &chatd, &baseline, &floor);
     report_reads(&mut report, &chatd.reads, &baseline.reads);
@@ -280,6 +281,7 @@ fn postgres_run(
     let baseline = baseline_runs(bench, page, chatd.half_rate, &mut report)?;
     let pgbench = pgbench_runs(bench, pg)?;
     report_pg_creates(&mut report, &chatd, &baseline, &pgbench);
+    report_keyed(&mut report, &chatd);
     report_half_rate(&mut report, &chatd, &baseline, timeline, "p99 ≤ 20 ms")?;
     report_reads(&mut report, &chatd.reads, &baseline.reads);
     report_lag(&mut report, &chatd.lag);
@@ -350,6 +352,8 @@ struct Lag {
 /// chatd's runs, in the order they ran.
 struct ChatdRuns {
     closed: Creates,
+    /// Create-message in a closed loop, each request with its own `Idempotency-Key`.
+    keyed: Creates,
     chats: RunStats,
     /// Half of `closed`'s rate: the rate offered in every open-loop run.
     half_rate: f64,
@@ -414,9 +418,21 @@ impl<'a> Bench<'a> {
 
     /// Create-message at `pace` over every chat of `s`, with the CPU it used; checked.
     fn creates(&self, s: Subject, pace: Pace, report: &mut Report) -> anyhow::Result<Creates> {
+        self.keyed_creates(s, pace, Keys::None, report)
+    }
+
+    /// [`Bench::creates`], each request with an `Idempotency-Key` when `keys` says so.
+    fn keyed_creates(
+        &self,
+        s: Subject,
+        pace: Pace,
+        keys: Keys,
+        report: &mut Report,
+    ) -> anyhow::Result<Creates> {
         let (stats, cpu) =
-            CpuMeter::measure(|| self.client.block_on(create_messages(self, s.addr, s.targets, pace)))?;
-        check(report, &format!("{} create-message, {}", s.name, pace_name(pace)), &stats, s.numbered);
+            CpuMeter::measure(|| self.client.block_on(create_messages(self, s.addr, s.targets, pace, keys)))?;
+        let keyed = if keys == Keys::Unique { " with Idempotency-Keys" } else { "" };
+        check(report, &format!("{} create-message{keyed}, {}", s.name, pace_name(pace)), &stats, s.numbered);
         Ok(Creates { stats, cpu })
     }
 
@@ -490,6 +506,7 @@ fn chatd_runs(bench: &Bench, report: &mut Report) -> anyhow::Result<(ChatdRuns, 
     let (targets, probe_chat) = bench.client.block_on(setup(chatd.addr, apps, chats))?;
     let s = Subject { name: "chatd", addr: chatd.addr, targets: &targets, numbered: true };
     let closed = bench.creates(s, Pace::Closed, report)?;
+    let keyed = bench.keyed_creates(s, Pace::Closed, Keys::Unique, report)?;
     let chats = bench.chat_creates(s, Pace::Closed, report)?;
     let half_rate = closed.stats.rate() / 2.0;
     let half = bench.creates(s, Pace::Open { rate: half_rate }, report)?;
@@ -504,7 +521,7 @@ fn chatd_runs(bench: &Bench, report: &mut Report) -> anyhow::Result<(ChatdRuns, 
         anyhow::Ok(serde_json::from_slice(&body)?)
     })?;
     chatd.stop();
-    Ok((ChatdRuns { closed, chats, half_rate, half, half_chats, lag, reads }, page))
+    Ok((ChatdRuns { closed, keyed, chats, half_rate, half, half_chats, lag, reads }, page))
 }
 
 /// The bare baseline, answering list pages with chatd's `page`: create-message and
@@ -616,6 +633,17 @@ fn report_pg_creates(
         "≥ 3",
     );
     report_closed_latency_and_chats(report, chatd, baseline);
+}
+
+/// Closed-loop creates with an `Idempotency-Key` on every request against plain ones, in
+/// the same run: what storing the keys costs.
+fn report_keyed(report: &mut Report, chatd: &ChatdRuns) {
+    let (keyed, plain) = (&chatd.keyed.stats, &chatd.closed.stats);
+    report.add(
+        "create-message with an Idempotency-Key on every request ÷ plain create-message",
+        format!("{:.0} ÷ {:.0} req/s = {:.2}", keyed.rate(), plain.rate(), ratio(keyed, plain)),
+        "≥ 0.9",
+    );
 }
 
 /// How many chats a create run wrote to.
@@ -913,14 +941,31 @@ fn target_of(c: usize, i: u64, targets: usize, connections: usize) -> usize {
     (c * targets.div_ceil(connections.max(1)) + i as usize) % targets
 }
 
+/// How a create-message run names its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// No `Idempotency-Key`.
+    None,
+    /// A new `Idempotency-Key` on every request, time-ordered as UUIDv7 keys are: the run's
+    /// start, then the request's place in its connection, then the connection. Keys then
+    /// arrive in about the order of chatd's index of keys, as a client's UUIDv7 keys do;
+    /// random keys (UUIDv4) each land on a page of their own, which costs more.
+    Unique,
+}
+
 async fn create_messages(
     bench: &Bench<'_>,
     addr: SocketAddr,
     targets: &[(String, String)],
     pace: Pace,
+    keys: Keys,
 ) -> anyhow::Result<RunStats> {
     let targets: Arc<Vec<(String, String)>> = Arc::new(targets.to_vec());
     let (words, connections) = (bench.words.clone(), bench.opts.connections);
+    // Keys of one run never meet another's (a chatd at `--url` sees many runs): each run's
+    // keys begin with the time it started (see `Keys::Unique`).
+    let run =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
     let make: client::MakeCall = Arc::new(move |c, i| {
         let tag = target_of(c, i, targets.len(), connections);
         let mut rng = Rng::new((c as u64) << 32 | i);
@@ -928,6 +973,7 @@ async fn create_messages(
             method: Method::POST,
             path: targets[tag].0.clone(),
             json: Some(serde_json::json!({ "body": words.body(&mut rng) }).to_string()),
+            key: (keys == Keys::Unique).then(|| format!("{run:x}-{i:012}-{c:04}")),
             tag: tag as i64,
         }
     });
@@ -946,7 +992,7 @@ async fn create_chats(
     let apps = Arc::new(apps);
     let make: client::MakeCall = Arc::new(move |c, i| {
         let tag = (c + i as usize) % apps.len();
-        Call { method: Method::POST, path: apps[tag].clone(), json: None, tag: tag as i64 }
+        Call { method: Method::POST, path: apps[tag].clone(), json: None, key: None, tag: tag as i64 }
     });
     client::run(addr, bench.opts.connections, bench.duration, pace, make, Arc::new(client::created)).await
 }
@@ -967,7 +1013,7 @@ async fn gets(
             Some(n) => format!("{}/{}", targets[tag].0, 1 + (i % n)),
             None => targets[tag].0.clone(),
         };
-        Call { method: Method::GET, path, json: None, tag: tag as i64 }
+        Call { method: Method::GET, path, json: None, key: None, tag: tag as i64 }
     });
     client::run(addr, bench.opts.connections, bench.duration, Pace::Closed, make, Arc::new(client::ok)).await
 }
@@ -1022,7 +1068,7 @@ async fn sustained_with_lag(
             Ok((readable, searchable))
         }));
     }
-    let flood = create_messages(bench, addr, targets, Pace::Closed).await;
+    let flood = create_messages(bench, addr, targets, Pace::Closed, Keys::None).await;
     stop.store(true, Ordering::Relaxed);
     let (mut readable, mut searchable) = (hist(), hist());
     for p in probes {

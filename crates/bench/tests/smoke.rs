@@ -9,6 +9,7 @@ fn smoke_run_measures_every_figure_and_every_check_passes() {
     assert!(report.checks_passed, "{}", report.markdown());
     for figure in [
         "create-message throughput",
+        "create-message with an Idempotency-Key",
         "durable floor",
         "create-message latency, closed loop",
         "create-chat throughput",
@@ -232,6 +233,7 @@ fn smoke_run_on_postgres_measures_the_scale_out_rows_and_every_create_succeeds()
         "create-message throughput",
         "pgbench: one transaction per create",
         "create-message throughput ÷ pgbench's",
+        "create-message with an Idempotency-Key",
         "create-message latency, closed loop",
         "create-chat throughput",
         "create-message latency at half the max rate",

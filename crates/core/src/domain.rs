@@ -16,6 +16,9 @@ pub enum InvalidInput {
     /// Contains a character the type does not store (NUL or other control characters).
     #[error("must not contain control characters")]
     ControlCharacter,
+    /// Holds a byte outside printable ASCII (space to `~`).
+    #[error("must be printable ASCII characters")]
+    NotPrintableAscii,
     /// Not a positive decimal integer that fits in 63 bits.
     #[error("must be a positive integer, written without sign or leading zeros")]
     NotAPositiveInteger,
@@ -103,6 +106,12 @@ macro_rules! number_type {
             type Error = InvalidInput;
             fn try_from(n: i64) -> Result<Self, InvalidInput> {
                 if n >= 1 { Ok($name(n)) } else { Err(InvalidInput::NotAPositiveInteger) }
+            }
+        }
+
+        impl From<$name> for i64 {
+            fn from(n: $name) -> i64 {
+                n.0
             }
         }
 

@@ -20,6 +20,10 @@ pub enum StoreError {
     /// token given as `after`); carries the parameter's name.
     #[error("the pagination cursor {0} is not valid")]
     BadCursor(&'static str),
+    /// An `Idempotency-Key` that named another create (other parameters) within its window.
+    /// Nothing was written.
+    #[error("the idempotency key was used for another request")]
+    IdempotencyKeyReused,
     /// The write queue is full: the request was not accepted and nothing was written.
     #[error("the write queue is full")]
     Overloaded,

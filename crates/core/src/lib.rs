@@ -14,6 +14,7 @@
 //!   subscription the [`ports::Feed`] port hands streams.
 //! - [`search`]: partial-text matching (SPEC §5) and the ports a search index and its
 //!   store implement.
+//! - [`idempotency`]: `Idempotency-Key`s and the fingerprints stored with them (SPEC §8).
 //! - [`progress`]: a counter threads wait on (commit → index).
 //! - [`stats`]: counters of a writer's group commits.
 //!
@@ -36,6 +37,7 @@
 pub mod domain;
 pub mod error;
 pub mod feed;
+pub mod idempotency;
 pub mod page;
 pub mod ports;
 pub mod progress;
@@ -45,6 +47,7 @@ pub mod stats;
 
 pub use domain::{AppName, AppToken, ChatNumber, InvalidInput, MessageBody, MessageNumber};
 pub use error::StoreError;
+pub use idempotency::{Fingerprint, IdempotencyKey, Idempotent};
 pub use page::{Limit, Listed, NumberBound, Order, Page};
 pub use ports::{Catalog, Feed, Ingest, Search};
 pub use records::{Application, Chat, Message, Timestamp};

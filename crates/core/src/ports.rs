@@ -6,27 +6,38 @@ use crate::error::StoreResult;
 use crate::feed::Subscription;
 use crate::search::SearchRequest;
 use crate::{
-    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber,
-    NumberBound, Page,
+    AppName, AppToken, Application, Chat, ChatNumber, IdempotencyKey, Listed, Message, MessageBody,
+    MessageNumber, NumberBound, Page,
 };
 
 /// Accepts creates and edits. Every method returns only once the change is durable in the
 /// sense of SPEC §4.3 for this backend, and checks existence before it succeeds (§4.2).
 /// Numbers are assigned here, never by the caller, so they cannot race.
+///
+/// A create given an `Idempotency-Key` (SPEC §8, [`crate::idempotency`]) stores the key and
+/// its fingerprint in the transaction of the row it creates. Given again within the store's
+/// window with the same parameters, it answers what that create answered and writes nothing;
+/// with other parameters, [`StoreError::IdempotencyKeyReused`](crate::StoreError). Creates
+/// racing with one key create one row, and each answers it.
 #[async_trait]
 pub trait Ingest: Send + Sync + 'static {
     /// Registers an application under a fresh token.
-    async fn create_application(&self, name: AppName) -> StoreResult<Application>;
+    async fn create_application(
+        &self,
+        name: AppName,
+        key: Option<IdempotencyKey>,
+    ) -> StoreResult<Application>;
     /// Renames an application.
     async fn rename_application(&self, token: AppToken, name: AppName) -> StoreResult<Application>;
     /// Creates the next chat of an application and returns its number.
-    async fn create_chat(&self, token: AppToken) -> StoreResult<ChatNumber>;
+    async fn create_chat(&self, token: AppToken, key: Option<IdempotencyKey>) -> StoreResult<ChatNumber>;
     /// Appends a message to a chat and returns its number.
     async fn create_message(
         &self,
         token: AppToken,
         chat: ChatNumber,
         body: MessageBody,
+        key: Option<IdempotencyKey>,
     ) -> StoreResult<MessageNumber>;
     /// Replaces a message's body.
     async fn edit_message(
@@ -36,6 +47,10 @@ pub trait Ingest: Send + Sync + 'static {
         number: MessageNumber,
         body: MessageBody,
     ) -> StoreResult<Message>;
+    /// Deletes up to [`SWEEP_LIMIT`](crate::idempotency::SWEEP_LIMIT) keys older than the
+    /// window (oldest first, through an index on their time) and returns how many it deleted.
+    /// Expired keys are never honoured, deleted or not: this only reclaims their space.
+    async fn sweep_idempotency_keys(&self) -> StoreResult<usize>;
     /// Whether writes can be accepted now (for `/ready`).
     async fn ready(&self) -> StoreResult<()>;
 }

@@ -66,10 +66,10 @@ impl Setup {
 
 /// A new application with one chat holding `texts` as messages 1, 2, ….
 async fn chat_with(store: &SqliteStore, texts: &[&str]) -> (AppToken, ChatNumber) {
-    let app = store.create_application(AppName::parse("t".into()).unwrap()).await.unwrap();
-    let chat = store.create_chat(app.token.clone()).await.unwrap();
+    let app = store.create_application(AppName::parse("t".into()).unwrap(), None).await.unwrap();
+    let chat = store.create_chat(app.token.clone(), None).await.unwrap();
     for text in texts {
-        store.create_message(app.token.clone(), chat, body(text)).await.unwrap();
+        store.create_message(app.token.clone(), chat, body(text), None).await.unwrap();
     }
     (app.token, chat)
 }
@@ -176,7 +176,7 @@ async fn a_restart_resumes_from_the_recorded_sequence() {
 
     // Written while no indexer runs: the next start must pick it up from sequence 1.
     let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
-    store.create_message(token.clone(), chat, body("second")).await.unwrap();
+    store.create_message(token.clone(), chat, body("second"), None).await.unwrap();
     store.close().await;
 
     let s = start(dir.path());
@@ -213,14 +213,14 @@ async fn the_indexer_keeps_retrying_when_its_directory_fails_and_catches_up_afte
     // fail): each catch-up fails, and so does taking a new writer, several times over.
     let (search, away) = (dir.path().join("search"), dir.path().join("search-away"));
     std::fs::rename(&search, &away).unwrap();
-    s.store.create_message(token.clone(), chat, body("during")).await.unwrap();
+    s.store.create_message(token.clone(), chat, body("during"), None).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while failures.load(std::sync::atomic::Ordering::Relaxed) < 3 {
         assert!(Instant::now() < deadline, "the indexer did not retry");
         std::thread::sleep(Duration::from_millis(20));
     }
     std::fs::rename(&away, &search).unwrap();
-    s.store.create_message(token.clone(), chat, body("after")).await.unwrap();
+    s.store.create_message(token.clone(), chat, body("after"), None).await.unwrap();
 
     s.wait_indexed();
     let key = s.source.chat_key(&token, chat).unwrap();
@@ -259,14 +259,14 @@ async fn candidates_hold_every_match_across_segments_long_words_and_quoted_terms
         // Rarer punctuation beside letters.
         "tilde~ {x}".into(),
     ];
-    let app = s.store.create_application(AppName::parse("t".into()).unwrap()).await.unwrap();
-    let chat = s.store.create_chat(app.token.clone()).await.unwrap();
-    let decoy = s.store.create_chat(app.token.clone()).await.unwrap();
+    let app = s.store.create_application(AppName::parse("t".into()).unwrap(), None).await.unwrap();
+    let chat = s.store.create_chat(app.token.clone(), None).await.unwrap();
+    let decoy = s.store.create_chat(app.token.clone(), None).await.unwrap();
     for (i, text) in texts.iter().enumerate() {
         let message = MessageBody::parse(text.clone(), 64 * 1024).unwrap();
-        s.store.create_message(app.token.clone(), chat, message).await.unwrap();
+        s.store.create_message(app.token.clone(), chat, message, None).await.unwrap();
         s.store
-            .create_message(app.token.clone(), decoy, body("rails go café c++ 🎉 tail head"))
+            .create_message(app.token.clone(), decoy, body("rails go café c++ 🎉 tail head"), None)
             .await
             .unwrap();
         if i % 2 == 1 {

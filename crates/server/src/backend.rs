@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use chatd_core::idempotency;
 use chatd_core::progress::Progress;
 use chatd_core::stats::WriterStatsSnapshot;
 use chatd_core::{Catalog, Feed, Ingest, Search};
@@ -76,6 +77,7 @@ impl Backend {
                     acquire_timeout: defaults
                         .acquire_timeout
                         .min(Duration::from_secs(config.request_timeout) / 3),
+                    idempotency_window: config.idempotency_window,
                     ..defaults
                 };
                 Ok(Backend::Postgres(Arc::new(PgStore::connect(&options).await?)))
@@ -141,12 +143,37 @@ impl Backend {
     }
 }
 
+/// How often expired `Idempotency-Key`s are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Deletes expired `Idempotency-Key`s off the request path, one bounded batch at a time:
+/// every minute, and again at once while a sweep finds a full batch. (Expired keys are never
+/// honoured; sweeping only reclaims their space.) Runs until dropped.
+pub async fn sweep_idempotency_keys(ingest: Arc<dyn Ingest>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        loop {
+            match ingest.sweep_idempotency_keys().await {
+                Ok(deleted) if deleted >= idempotency::SWEEP_LIMIT => tokio::task::yield_now().await,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sweeping expired idempotency keys failed; will try again");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 fn open_embedded(config: &Config) -> anyhow::Result<Embedded> {
     let options = Options {
         durability: config.synchronous.into(),
         queue_capacity: config.queue_capacity,
         max_batch: config.max_batch,
         readers: config.read_connections,
+        idempotency_window: config.idempotency_window,
         ..Options::new(&config.data_dir)
     };
     let store = Arc::new(SqliteStore::open(&options)?);

@@ -190,6 +190,11 @@ pub struct Config {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `chatd_server=debug`.
     #[arg(long, env = "CHATD_LOG", default_value = "info")]
     pub log: String,
+
+    /// How long an `Idempotency-Key` is honoured after its create: SPEC §8's 24 hours. Not
+    /// a flag; tests shorten it to see keys expire.
+    #[arg(skip = chatd_core::idempotency::DEFAULT_WINDOW)]
+    pub idempotency_window: Duration,
 }
 
 impl Config {

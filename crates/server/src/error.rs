@@ -37,6 +37,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{field}: {message}")]
     InvalidParameter { field: &'static str, message: String },
+    #[error("idempotency key reused")]
+    IdempotencyKeyReused,
     #[error("overloaded")]
     Overloaded,
     #[error("too many open connections")]
@@ -111,6 +113,11 @@ impl ApiError {
             InvalidParameter { message, .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter", message)
             }
+            IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was sent with other parameters; a new request needs a new key",
+            ),
             Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "chatd is busy; retry shortly"),
             TooManyConnections => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -182,6 +189,7 @@ impl From<StoreError> for ApiError {
             StoreError::BadCursor(field) => {
                 ApiError::bad_request(Some(field), format!("{field} does not name a listed application"))
             }
+            StoreError::IdempotencyKeyReused => ApiError::IdempotencyKeyReused,
             StoreError::Overloaded => ApiError::Overloaded,
             StoreError::Unavailable(why) => ApiError::Unavailable(why),
             StoreError::Internal(e) => ApiError::Internal(e),

@@ -242,7 +242,7 @@ macro_rules! error_answers {
 }
 
 error_answers! {
-    /// Malformed JSON or form, invalid URL encoding, a parameter given twice, a path that is not UTF-8, a chat or message number that is not a positive integer, or a cursor that names no listed application.
+    /// Malformed JSON or form, invalid URL encoding, a parameter given twice, a path that is not UTF-8, a chat or message number that is not a positive integer, a cursor that names no listed application, or a malformed `Idempotency-Key`.
     BadRequest => [ApiError::bad_request(None, String::new())];
     /// An admin key is configured and the request does not present it as a Bearer token.
     Unauthorized => [ApiError::Unauthorized];
@@ -258,6 +258,10 @@ error_answers! {
     UnsupportedMediaType => [ApiError::UnsupportedMediaType];
     /// A parameter is missing, blank, too long, of the wrong JSON type or out of range; `field` names it.
     InvalidParameter => [ApiError::InvalidParameter { field: "name", message: String::new() }];
+    /// The `Idempotency-Key` was sent within 24 hours with other parameters; nothing was written.
+    KeyReused => [ApiError::IdempotencyKeyReused];
+    /// A parameter is missing, blank, too long, of the wrong JSON type or out of range (`invalid_parameter`; `field` names it), or the `Idempotency-Key` was sent within 24 hours with other parameters (`idempotency_key_reused`); nothing was written.
+    InvalidOrKeyReused => [ApiError::InvalidParameter { field: "name", message: String::new() }, ApiError::IdempotencyKeyReused];
     /// The write queue is full or too many connections are open (`overloaded`), or storage is unavailable (`unavailable`); nothing was written.
     Unavailable => [ApiError::Overloaded, ApiError::TooManyConnections, ApiError::Unavailable(String::new())];
     /// The request, body included, did not arrive and complete within the request time limit (30 s by default); a write it carried may or may not have been stored.

@@ -125,6 +125,7 @@ impl Application {
             shutdown.await;
             let _ = stop_tx.send(true);
         });
+        let sweeper = tokio::spawn(crate::backend::sweep_idempotency_keys(self.backend.ports().ingest));
         let mut stop = stop_rx.clone();
         let drained = async {
             while let Some(result) = servers.join_next().await {
@@ -143,6 +144,7 @@ impl Application {
                 Ok(())
             }
         };
+        sweeper.abort();
         // Even when a listener failed: commit what the writer accepted.
         let stats = self.backend.writer_stats();
         self.backend.close(self.shutdown_timeout).await;

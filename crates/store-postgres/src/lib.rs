@@ -28,11 +28,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chatd_core::error::StoreResult;
 use chatd_core::feed::{Hub, STREAM_CAPACITY, Subscription};
+use chatd_core::idempotency::{self, Fingerprint, Idempotent};
 use chatd_core::search::ChatKey;
 use chatd_core::search::{SearchRequest, normalize};
 use chatd_core::{
-    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Feed, Ingest, Listed, Message, MessageBody,
-    MessageNumber, NumberBound, Page, Search, StoreError,
+    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Feed, IdempotencyKey, Ingest, Listed, Message,
+    MessageBody, MessageNumber, NumberBound, Page, Search, StoreError,
 };
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -55,6 +56,8 @@ pub struct Options {
     pub max_batch: usize,
     /// Live events a followed chat keeps for its slowest stream before dropping it.
     pub stream_capacity: usize,
+    /// How long an `Idempotency-Key` is honoured after its create (SPEC §8: 24 hours).
+    pub idempotency_window: Duration,
 }
 
 impl Options {
@@ -66,6 +69,7 @@ impl Options {
             queue_capacity: 1024,
             max_batch: 512,
             stream_capacity: STREAM_CAPACITY,
+            idempotency_window: idempotency::DEFAULT_WINDOW,
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct PgStore {
     writer: writer::Writer,
     searches: tokio::sync::Semaphore,
     listener: Arc<feed::Listener>,
+    /// How long an `Idempotency-Key` is honoured.
+    idempotency_window: Duration,
 }
 
 impl PgStore {
@@ -157,7 +163,17 @@ impl PgStore {
             writer,
             searches: tokio::sync::Semaphore::new(SEARCH_CONCURRENCY),
             listener,
+            idempotency_window: options.idempotency_window,
         })
+    }
+
+    /// A create's key with its fingerprint, as the writer stores it.
+    fn retry_key(
+        &self,
+        key: Option<IdempotencyKey>,
+        of: impl FnOnce() -> Fingerprint,
+    ) -> Option<writer::RetryKey> {
+        Idempotent::new(key, of).map(|key| writer::RetryKey { key, window: self.idempotency_window })
     }
 
     /// What the writer has done so far.
@@ -192,17 +208,23 @@ impl PgStore {
 
 #[async_trait]
 impl Ingest for PgStore {
-    async fn create_application(&self, name: AppName) -> StoreResult<Application> {
+    async fn create_application(
+        &self,
+        name: AppName,
+        key: Option<IdempotencyKey>,
+    ) -> StoreResult<Application> {
         let token = AppToken::generate().map_err(|e| StoreError::internal(e.to_string()))?;
-        self.writer.submit(|reply| writer::Write::CreateApplication { token, name, reply }).await
+        let key = self.retry_key(key, || Fingerprint::application(&name));
+        self.writer.submit(|reply| writer::Write::CreateApplication { token, name, key, reply }).await
     }
 
     async fn rename_application(&self, token: AppToken, name: AppName) -> StoreResult<Application> {
         self.writer.submit(|reply| writer::Write::RenameApplication { token, name, reply }).await
     }
 
-    async fn create_chat(&self, token: AppToken) -> StoreResult<ChatNumber> {
-        self.writer.submit(|reply| writer::Write::CreateChat { token, reply }).await
+    async fn create_chat(&self, token: AppToken, key: Option<IdempotencyKey>) -> StoreResult<ChatNumber> {
+        let key = self.retry_key(key, Fingerprint::chat);
+        self.writer.submit(|reply| writer::Write::CreateChat { token, key, reply }).await
     }
 
     async fn create_message(
@@ -210,10 +232,12 @@ impl Ingest for PgStore {
         token: AppToken,
         chat: ChatNumber,
         body: MessageBody,
+        key: Option<IdempotencyKey>,
     ) -> StoreResult<MessageNumber> {
         let normalized = normalize(body.as_str());
+        let key = self.retry_key(key, || Fingerprint::message(chat, &body));
         self.writer
-            .submit(|reply| writer::Write::CreateMessage { token, chat, body, normalized, reply })
+            .submit(|reply| writer::Write::CreateMessage { token, chat, body, normalized, key, reply })
             .await
     }
 
@@ -228,6 +252,10 @@ impl Ingest for PgStore {
         self.writer
             .submit(|reply| writer::Write::EditMessage { token, chat, number, body, normalized, reply })
             .await
+    }
+
+    async fn sweep_idempotency_keys(&self) -> StoreResult<usize> {
+        writer::sweep_keys(&self.pool, self.idempotency_window, idempotency::SWEEP_LIMIT).await
     }
 
     async fn ready(&self) -> StoreResult<()> {

@@ -13,7 +13,10 @@
 //! 4. COMMIT, then answer every job.
 //!
 //! A batch that fails answers `Unavailable` to each of its jobs, never a success; one that
-//! PostgreSQL aborted for a deadlock or a serialization failure runs again first.
+//! PostgreSQL aborted for a deadlock or a serialization failure runs again first. Creates
+//! with an `Idempotency-Key` are settled between 1 and 2 ([`keys`]).
+
+mod keys;
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -34,6 +37,7 @@ use tokio::task::JoinHandle;
 use crate::error::{is_retryable, map};
 use crate::feed;
 use crate::reads::message_from;
+pub(crate) use keys::{RetryKey, sweep as sweep_keys};
 
 /// Times a batch runs again after PostgreSQL aborted it for a deadlock or a serialization
 /// failure, before its jobs are answered `Unavailable`.
@@ -47,6 +51,7 @@ pub(crate) enum Write {
     CreateApplication {
         token: AppToken,
         name: AppName,
+        key: Option<RetryKey>,
         reply: Reply<Application>,
     },
     RenameApplication {
@@ -56,6 +61,7 @@ pub(crate) enum Write {
     },
     CreateChat {
         token: AppToken,
+        key: Option<RetryKey>,
         reply: Reply<ChatNumber>,
     },
     /// `normalized` is the body as search normalises it, computed before the job queues so
@@ -65,6 +71,7 @@ pub(crate) enum Write {
         chat: ChatNumber,
         body: MessageBody,
         normalized: String,
+        key: Option<RetryKey>,
         reply: Reply<MessageNumber>,
     },
     EditMessage {
@@ -293,8 +300,6 @@ async fn apply(pool: &PgPool, batch: &[Write]) -> Result<Vec<Answer>, Failure> {
 }
 
 async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result<Vec<Answer>, Failure> {
-    let mut answers: Vec<Option<Answer>> = batch.iter().map(|_| None).collect();
-
     // 1. Lock, in the one order every instance uses.
     let app_tokens: Vec<&str> = batch
         .iter()
@@ -312,12 +317,14 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
         })
         .collect();
     let chats = lock_chats(db, &chat_keys).await?;
+    // The answers the batch's keys decide (retries of earlier creates, reused keys).
+    let (mut answers, keys) = keys::settle(db, batch, &apps, &chats, now).await?;
 
     // 2 and 3. New applications, renames and new chats.
     let mut new_apps = (Vec::new(), Vec::new());
     let mut chat_counts: BTreeMap<i64, i64> = BTreeMap::new();
     let mut new_chats = (Vec::new(), Vec::new());
-    for (i, job) in batch.iter().enumerate() {
+    for (i, job) in batch.iter().enumerate().filter(|&(i, _)| !keys.skip[i]) {
         match job {
             Write::CreateApplication { token, name, .. } => {
                 new_apps.0.push(token.as_str());
@@ -398,7 +405,7 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
     // New messages.
     let mut message_counts: BTreeMap<i64, i64> = BTreeMap::new();
     let mut rows = NewMessages::default();
-    for (i, job) in batch.iter().enumerate() {
+    for (i, job) in batch.iter().enumerate().filter(|&(i, _)| !keys.skip[i]) {
         if let Write::CreateMessage { token, chat, body, normalized, .. } = job {
             answers[i] = Some(match chats.get(&(token.as_str(), chat.get())) {
                 Some(Ok(locked)) => {
@@ -456,6 +463,7 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
             .execute(&mut *db)
             .await?;
     }
+    keys.finish(db, &mut answers).await?;
 
     answers
         .into_iter()

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use chatd_core::search::{Keyword, MatchKind, SearchRequest, normalize};
 use chatd_core::{
-    AppName, AppToken, Catalog, ChatNumber, Ingest, Limit, MessageBody, MessageNumber, NumberBound, Order,
-    Page, Search, StoreError,
+    AppName, AppToken, Catalog, ChatNumber, IdempotencyKey, Ingest, Limit, MessageBody, MessageNumber,
+    NumberBound, Order, Page, Search, StoreError,
 };
 use chatd_store_postgres::{Options, PgStore};
 
@@ -41,14 +41,14 @@ async fn instances_starting_at_once_migrate_once_and_number_densely_together() {
         .into_iter()
         .map(|s| Arc::new(s.expect("the store connects and migrates")))
         .collect();
-    let app = stores[0].create_application(name("app")).await.unwrap().token;
+    let app = stores[0].create_application(name("app"), None).await.unwrap().token;
 
     // Five chats first; then, at once, 295 more chats, 3,000 messages over the first five
     // and renames of the application, spread over the three instances: batches that lock
     // the application and batches that insert under it (whose foreign keys take a share
     // lock on its row) run side by side.
     for _ in 0..5 {
-        stores[0].create_chat(app.clone()).await.unwrap();
+        stores[0].create_chat(app.clone(), None).await.unwrap();
     }
     let chats = futures::future::join_all((0..295).map(|i| {
         let (s, t) = (stores[i % 3].clone(), app.clone());
@@ -56,13 +56,13 @@ async fn instances_starting_at_once_migrate_once_and_number_densely_together() {
             if i % 50 == 0 {
                 s.rename_application(t.clone(), name(&format!("app {i}"))).await.unwrap();
             }
-            s.create_chat(t).await.unwrap().get()
+            s.create_chat(t, None).await.unwrap().get()
         }
     }));
     let messages = futures::future::join_all((0..3000).map(|i| {
         let (s, t) = (stores[i % 3].clone(), app.clone());
         let c = chat(i as i64 % 5 + 1);
-        async move { (c.get(), s.create_message(t, c, body(&format!("m{i}"))).await.unwrap().get()) }
+        async move { (c.get(), s.create_message(t, c, body(&format!("m{i}")), None).await.unwrap().get()) }
     }));
     let (chats, messages) = tokio::join!(chats, messages);
     assert_eq!(chats.iter().copied().collect::<BTreeSet<_>>(), (6..=300).collect::<BTreeSet<_>>());
@@ -96,14 +96,14 @@ async fn instances_starting_at_once_migrate_once_and_number_densely_together() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_refused_for_a_missing_parent_leaves_its_batch_mates_alone() {
     let s = Arc::new(store(&database()).await);
-    let app = s.create_application(name("app")).await.unwrap().token;
+    let app = s.create_application(name("app"), None).await.unwrap().token;
     let unknown = AppToken::generate().unwrap();
-    s.create_chat(app.clone()).await.unwrap();
+    s.create_chat(app.clone(), None).await.unwrap();
 
     let (good, no_app, no_chat, no_message, edit) = tokio::join!(
-        s.create_message(app.clone(), chat(1), body("kept")),
-        s.create_chat(unknown.clone()),
-        s.create_message(app.clone(), chat(9), body("lost")),
+        s.create_message(app.clone(), chat(1), body("kept"), None),
+        s.create_chat(unknown.clone(), None),
+        s.create_message(app.clone(), chat(9), body("lost"), None),
         s.edit_message(app.clone(), chat(1), MessageNumber::try_from(7).unwrap(), body("x")),
         s.rename_application(unknown.clone(), name("x")),
     );
@@ -112,7 +112,7 @@ async fn a_job_refused_for_a_missing_parent_leaves_its_batch_mates_alone() {
     assert!(matches!(no_chat, Err(StoreError::ChatNotFound)), "{no_chat:?}");
     assert!(matches!(no_message, Err(StoreError::MessageNotFound)), "{no_message:?}");
     assert!(matches!(edit, Err(StoreError::ApplicationNotFound)), "{edit:?}");
-    let m = s.create_message(unknown, chat(1), body("x")).await;
+    let m = s.create_message(unknown, chat(1), body("x"), None).await;
     assert!(matches!(m, Err(StoreError::ApplicationNotFound)), "{m:?}");
 
     let edited =
@@ -124,13 +124,37 @@ async fn a_job_refused_for_a_missing_parent_leaves_its_batch_mates_alone() {
     s.close().await;
 }
 
+/// A batch claims its keys with the numbers its creates get if none is a retry; a retry
+/// earlier in the batch moves a later create of its chat down one, and its key with it.
+#[tokio::test]
+async fn a_retry_in_a_batch_leaves_the_keys_of_its_batch_mates_naming_their_numbers() {
+    let s = store(&database()).await;
+    let app = s.create_application(name("app"), None).await.unwrap().token;
+    s.create_chat(app.clone(), None).await.unwrap();
+    let key = |k: &str| Some(IdempotencyKey::parse(k.as_bytes()).unwrap());
+    let first = s.create_message(app.clone(), chat(1), body("first"), key("a")).await.unwrap();
+    assert_eq!(first.get(), 1);
+
+    // On this one-thread runtime both jobs are queued before the writer runs: one batch.
+    let (retry, second) = tokio::join!(
+        s.create_message(app.clone(), chat(1), body("first"), key("a")),
+        s.create_message(app.clone(), chat(1), body("second"), key("b")),
+    );
+    assert_eq!(s.writer_stats().largest_batch, 2, "the two shared a batch");
+    assert_eq!((retry.unwrap().get(), second.unwrap().get()), (1, 2));
+    let again = s.create_message(app.clone(), chat(1), body("second"), key("b")).await.unwrap();
+    assert_eq!(again.get(), 2, "the key names the message its create got");
+    assert_eq!(s.chat(app, chat(1)).await.unwrap().messages_count, 2);
+    s.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_by_number_in_both_orders_with_zero_and_far_bounds() {
     let s = store(&database()).await;
-    let app = s.create_application(name("app")).await.unwrap().token;
-    s.create_chat(app.clone()).await.unwrap();
+    let app = s.create_application(name("app"), None).await.unwrap().token;
+    s.create_chat(app.clone(), None).await.unwrap();
     for i in 1..=12 {
-        s.create_message(app.clone(), chat(1), body(&format!("m{i}"))).await.unwrap();
+        s.create_message(app.clone(), chat(1), body(&format!("m{i}")), None).await.unwrap();
     }
     let page = |after: Option<i64>, before: Option<i64>, order, limit| Page {
         limit: Limit::new(limit).unwrap(),
@@ -197,9 +221,9 @@ async fn assert_pages_are_the_matchers(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_answers_what_the_core_matcher_answers_and_stays_in_its_chat() {
     let s = store(&database()).await;
-    let app = s.create_application(name("app")).await.unwrap().token;
-    s.create_chat(app.clone()).await.unwrap();
-    s.create_chat(app.clone()).await.unwrap();
+    let app = s.create_application(name("app"), None).await.unwrap().token;
+    s.create_chat(app.clone(), None).await.unwrap();
+    s.create_chat(app.clone(), None).await.unwrap();
     let bodies = [
         "Rails stuff",
         "stuffing the turkey",
@@ -223,9 +247,9 @@ async fn search_answers_what_the_core_matcher_answers_and_stays_in_its_chat() {
         "x%y",
     ];
     for b in bodies {
-        s.create_message(app.clone(), chat(1), body(b)).await.unwrap();
+        s.create_message(app.clone(), chat(1), body(b), None).await.unwrap();
         // The other chat holds every body too: none of its rows may be answered.
-        s.create_message(app.clone(), chat(2), body(&format!("{b} {b}"))).await.unwrap();
+        s.create_message(app.clone(), chat(2), body(&format!("{b} {b}")), None).await.unwrap();
     }
     let keywords = [
         "stuff",
@@ -272,8 +296,8 @@ async fn search_past_the_newest_messages_answers_what_the_core_matcher_answers()
     const MESSAGES: usize = 3000;
     let url = database();
     let s = store(&url).await;
-    let app = s.create_application(name("app")).await.unwrap().token;
-    s.create_chat(app.clone()).await.unwrap();
+    let app = s.create_application(name("app"), None).await.unwrap().token;
+    s.create_chat(app.clone(), None).await.unwrap();
     let body = |n: usize| match (n % 7, n % 3) {
         (0, _) => format!("x marks {n}"),
         (_, 0) => format!("xylophone {n}"),
@@ -317,7 +341,7 @@ async fn no_keyword_makes_search_read_every_message() {
     for (chats, per_chat) in [(300, 200), (2, 20_000)] {
         let url = database();
         let s = store(&url).await;
-        s.create_application(name("app")).await.unwrap();
+        s.create_application(name("app"), None).await.unwrap();
         s.close().await;
         let pg = chatd_pg_testing::TestPostgres::shared();
         pg.psql(

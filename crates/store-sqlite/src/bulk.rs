@@ -57,7 +57,7 @@ impl BulkLoader {
     pub fn application(&mut self, name: &AppName) -> StoreResult<(AppToken, i64)> {
         let token = AppToken::generate().map_err(|e| StoreError::internal(e.to_string()))?;
         self.row(|db, ctx| {
-            let added = queries::insert_application(db, ctx, token, name.clone())?;
+            let added = queries::insert_application(db, ctx, token, name.clone(), None)?;
             Ok((added.token, db.last_insert_rowid()))
         })
     }
@@ -120,8 +120,8 @@ mod tests {
         assert_eq!(store.chat(token.clone(), one).await.unwrap().messages_count, 2);
         assert_eq!(store.committed().get(), 4, "one change per loaded message");
         // So does the writer.
-        assert_eq!(store.create_chat(token.clone()).await.unwrap().get(), 4);
-        assert_eq!(store.create_message(token.clone(), two, body).await.unwrap().get(), 3);
+        assert_eq!(store.create_chat(token.clone(), None).await.unwrap().get(), 4);
+        assert_eq!(store.create_message(token.clone(), two, body, None).await.unwrap().get(), 3);
         assert_eq!(store.committed().get(), 5);
         store.close().await;
     }

@@ -2,12 +2,14 @@
 //! transaction; read functions run on a read-only connection. Every lookup and list is
 //! served by an index (see `schema.rs`); none scans a table or counts rows.
 
+use std::time::Duration;
+
 use chatd_core::error::StoreResult;
 use chatd_core::feed::EventKind;
 use chatd_core::search::{Change, ChatKey};
 use chatd_core::{
-    AppName, AppToken, Application, Chat, ChatNumber, Listed, Message, MessageBody, MessageNumber,
-    NumberBound, Page, StoreError, Timestamp,
+    AppName, AppToken, Application, Chat, ChatNumber, Idempotent, Listed, Message, MessageBody,
+    MessageNumber, NumberBound, Page, StoreError, Timestamp,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -36,7 +38,7 @@ const LIST_MESSAGES: [&str; 2] = ordered_pair!(
     WHERE chat_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
 );
 const APPLICATION_ID: &str = "SELECT id FROM applications WHERE token = ?1";
-const CHAT_ROW: &str = "SELECT c.id, c.messages_count FROM applications a \
+const CHAT_ROW: &str = "SELECT c.id, c.messages_count, a.id FROM applications a \
     JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1";
 const INSERT_APPLICATION: &str =
     "INSERT INTO applications (token, name, chats_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
@@ -52,6 +54,13 @@ const CHATS_COUNT: &str = "SELECT chats_count FROM applications WHERE id = ?1";
 const MESSAGES_COUNT: &str = "SELECT messages_count FROM chats WHERE id = ?1";
 const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
     WHERE chat_id = ?1 AND number = ?2 RETURNING created_at";
+const FIND_KEY: &str = "SELECT fingerprint, resource, token, name, created_at FROM idempotency_keys \
+    WHERE scope = ?1 AND key = ?2 AND created_at >= ?3";
+// Replaces an expired key of the same name, which `FIND_KEY` no longer sees.
+const STORE_KEY: &str = "INSERT OR REPLACE INTO idempotency_keys \
+    (scope, key, fingerprint, created_at, resource, token, name) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const SWEEP_KEYS: &str = "DELETE FROM idempotency_keys WHERE (scope, key) IN \
+    (SELECT scope, key FROM idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)";
 const GET_APPLICATION: &str =
     "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1";
 const GET_CHAT: &str = "SELECT c.number, c.messages_count, c.created_at, c.updated_at FROM applications a \
@@ -95,12 +104,14 @@ fn application_id(db: &Connection, token: &AppToken) -> StoreResult<i64> {
         .ok_or(StoreError::ApplicationNotFound)
 }
 
-/// The chat's row id and message count, or which of application and chat is missing.
-fn chat_row(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<(i64, i64)> {
+/// The chat's row id, message count and application's row id, or which of application and
+/// chat is missing.
+fn chat_row(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<(i64, i64, i64)> {
     let found = db
         .prepare_cached(CHAT_ROW)
         .and_then(|mut s| {
-            s.query_row(params![token.as_str(), chat.get()], |r| Ok((r.get(0)?, r.get(1)?))).optional()
+            s.query_row(params![token.as_str(), chat.get()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
         })
         .db()?;
     match found {
@@ -111,16 +122,133 @@ fn chat_row(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<
 
 // ---------------------------------------------------------------- writes (writer thread)
 
+// ---------------------------------------------------------------- idempotency keys (writer thread)
+
+/// The scope of the keys of application creates; applications' row ids start at 1.
+const APPLICATIONS_SCOPE: i64 = 0;
+
+/// A create's `Idempotency-Key`, with how long keys are honoured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RetryKey<'a> {
+    pub key: &'a Idempotent,
+    pub window: Duration,
+}
+
+/// Keys stored before this instant (in milliseconds) are expired in the batch of `ctx`.
+fn cutoff(ctx: &WriteCtx, window: Duration) -> i64 {
+    let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    ctx.now.as_millis().saturating_sub(window)
+}
+
+/// What an honoured key names: the number it created, or the token and name of the
+/// application it created; and when.
+#[derive(Debug)]
+struct Remembered {
+    resource: i64,
+    token: Option<String>,
+    name: Option<String>,
+    created_at: Timestamp,
+}
+
+/// What a create stores with its key: the number it created, or its application.
+#[derive(Debug, Clone, Copy)]
+enum Created<'a> {
+    Number(i64),
+    Application(&'a AppToken, &'a AppName),
+}
+
+/// What `key` names in `scope`, when it is honoured (younger than its window) and came with
+/// the same parameters; `IdempotencyKeyReused` when it came with others. Writes nothing.
+fn remembered(
+    db: &Connection,
+    ctx: &WriteCtx,
+    scope: i64,
+    key: RetryKey<'_>,
+) -> StoreResult<Option<Remembered>> {
+    let cutoff = cutoff(ctx, key.window);
+    let key = key.key;
+    let found = db
+        .prepare_cached(FIND_KEY)
+        .and_then(|mut s| {
+            s.query_row(params![scope, key.key.as_str(), cutoff], |r| {
+                let fingerprint: Vec<u8> = r.get(0)?;
+                let remembered = Remembered {
+                    resource: r.get(1)?,
+                    token: r.get(2)?,
+                    name: r.get(3)?,
+                    created_at: time(r, 4)?,
+                };
+                Ok((fingerprint, remembered))
+            })
+            .optional()
+        })
+        .db()?;
+    match found {
+        None => Ok(None),
+        Some((fingerprint, remembered)) if key.fingerprint.matches(&fingerprint) => Ok(Some(remembered)),
+        Some(_) => Err(StoreError::IdempotencyKeyReused),
+    }
+}
+
+/// Stores `key` as naming what it `created`, in the transaction that created it.
+fn remember(
+    db: &Connection,
+    ctx: &WriteCtx,
+    scope: i64,
+    key: RetryKey<'_>,
+    created: Created<'_>,
+) -> StoreResult<()> {
+    let RetryKey { key, .. } = key;
+    let (resource, token, name) = match created {
+        Created::Number(n) => (n, None, None),
+        Created::Application(token, name) => (0, Some(token.as_str()), Some(name.as_str())),
+    };
+    let (fingerprint, now) = (key.fingerprint.as_bytes(), ctx.now.as_millis());
+    let row = params![scope, key.key.as_str(), fingerprint, now, resource, token, name];
+    db.prepare_cached(STORE_KEY).and_then(|mut s| s.execute(row)).db().map(drop)
+}
+
+/// Deletes up to `limit` keys older than `window`, oldest first; returns how many.
+pub(crate) fn sweep_keys(
+    db: &Connection,
+    ctx: &WriteCtx,
+    window: Duration,
+    limit: usize,
+) -> StoreResult<usize> {
+    let cutoff = cutoff(ctx, window);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    db.prepare_cached(SWEEP_KEYS).and_then(|mut s| s.execute(params![cutoff, limit])).db()
+}
+
+// ---------------------------------------------------------------- writes (writer thread)
+
 pub(crate) fn insert_application(
     db: &Connection,
     ctx: &mut WriteCtx,
     token: AppToken,
     name: AppName,
+    key: Option<RetryKey<'_>>,
 ) -> StoreResult<Application> {
+    if let Some(key) = key
+        && let Some(first) = remembered(db, ctx, APPLICATIONS_SCOPE, key)?
+    {
+        // The first answer: the name it was created with, no chats, never updated.
+        let bad = || StoreError::internal("a stored idempotency key does not fit its create");
+        return Ok(Application {
+            token: first.token.as_deref().and_then(AppToken::parse).ok_or_else(bad)?,
+            name: first.name.ok_or_else(bad)?,
+            chats_count: 0,
+            created_at: first.created_at,
+            updated_at: first.created_at,
+        });
+    }
     let now = ctx.now;
     db.prepare_cached(INSERT_APPLICATION)
         .and_then(|mut s| s.execute(params![token.as_str(), name.as_str(), now.as_millis()]))
         .db()?;
+    if let Some(key) = key {
+        remember(db, ctx, APPLICATIONS_SCOPE, key, Created::Application(&token, &name))?;
+    }
     Ok(Application { token, name: name.into_inner(), chats_count: 0, created_at: now, updated_at: now })
 }
 
@@ -148,13 +276,40 @@ pub(crate) fn rename_application(
         .ok_or(StoreError::ApplicationNotFound)
 }
 
-pub(crate) fn insert_chat(db: &Connection, ctx: &mut WriteCtx, token: &AppToken) -> StoreResult<ChatNumber> {
+pub(crate) fn insert_chat(
+    db: &Connection,
+    ctx: &mut WriteCtx,
+    token: &AppToken,
+    key: Option<RetryKey<'_>>,
+) -> StoreResult<ChatNumber> {
     let (app_id, count): (i64, i64) = db
         .prepare_cached(APPLICATION_FOR_CHAT)
         .and_then(|mut s| s.query_row([token.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .db()?
         .ok_or(StoreError::ApplicationNotFound)?;
-    append_chat(db, ctx, app_id, count).map(|(number, _)| number)
+    once(db, ctx, app_id, key, |db, ctx| append_chat(db, ctx, app_id, count).map(|(number, _)| number))
+}
+
+/// Runs `create` unless `key` names an earlier create in the application `app_id`, whose
+/// number it answers then; stores the key with what `create` made.
+fn once<N>(
+    db: &Connection,
+    ctx: &mut WriteCtx,
+    app_id: i64,
+    key: Option<RetryKey<'_>>,
+    create: impl FnOnce(&Connection, &mut WriteCtx) -> StoreResult<N>,
+) -> StoreResult<N>
+where
+    N: TryFrom<i64> + Copy + Into<i64>,
+    N::Error: std::error::Error + Send + Sync + 'static,
+{
+    let Some(key) = key else { return create(db, ctx) };
+    if let Some(first) = remembered(db, ctx, app_id, key)? {
+        return N::try_from(first.resource).map_err(StoreError::internal);
+    }
+    let number = create(db, ctx)?;
+    remember(db, ctx, app_id, key, Created::Number(number.into()))?;
+    Ok(number)
 }
 
 /// Adds chat number `count + 1` to the application whose row id is `app_id` and whose chat
@@ -180,9 +335,10 @@ pub(crate) fn insert_message(
     token: &AppToken,
     chat: ChatNumber,
     body: &MessageBody,
+    key: Option<RetryKey<'_>>,
 ) -> StoreResult<MessageNumber> {
-    let (chat_id, count) = chat_row(db, token, chat)?;
-    append_message(db, ctx, chat_id, count, body)
+    let (chat_id, count, app_id) = chat_row(db, token, chat)?;
+    once(db, ctx, app_id, key, |db, ctx| append_message(db, ctx, chat_id, count, body))
 }
 
 /// Adds message number `count + 1` to the chat whose row id is `chat_id` and whose message
@@ -221,7 +377,7 @@ pub(crate) fn update_message(
     number: MessageNumber,
     body: &MessageBody,
 ) -> StoreResult<Message> {
-    let (chat_id, _) = chat_row(db, token, chat)?;
+    let (chat_id, ..) = chat_row(db, token, chat)?;
     let now = ctx.now;
     let seq = ctx.next_seq();
     let message = db
@@ -270,7 +426,7 @@ fn count(db: &Connection, sql: &str, id: i64) -> StoreResult<Option<i64>> {
 // ---------------------------------------------------------------- search source and feed
 
 pub(crate) fn chat_key(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<ChatKey> {
-    chat_row(db, token, chat).map(|(id, _)| ChatKey(id))
+    chat_row(db, token, chat).map(|(id, ..)| ChatKey(id))
 }
 
 pub(crate) fn messages_by_numbers(
@@ -434,7 +590,7 @@ pub(crate) fn messages(
     chat: ChatNumber,
     page_req: &Page<NumberBound>,
 ) -> StoreResult<Listed<Message>> {
-    let (chat_id, _) = chat_row(db, token, chat)?;
+    let (chat_id, ..) = chat_row(db, token, chat)?;
     let range = key_range(page_req.after.map(NumberBound::get), page_req.before.map(NumberBound::get));
     let sql = LIST_MESSAGES[page_req.order as usize];
     page(db, sql, chat_id, range, page_req.limit.get(), message_from_row)
@@ -469,6 +625,9 @@ mod tests {
             MESSAGES_BY_NUMBERS,
             CHANGES_AFTER,
             LAST_SEQ,
+            FIND_KEY,
+            STORE_KEY,
+            SWEEP_KEYS,
         ];
         statements.extend(LIST_APPLICATIONS.iter().chain(&LIST_CHATS).chain(&LIST_MESSAGES));
         for sql in statements {

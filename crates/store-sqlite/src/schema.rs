@@ -50,6 +50,24 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE messages ADD COLUMN created_seq INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 3: `Idempotency-Key`s (SPEC §8), each written in the transaction of the row it created.
+    // `scope` is the application's id for chat and message creates, 0 for application
+    // creates (row ids start at 1). `resource` is the number created (0 for an application);
+    // `token` and `name` are a new application's, as created, so that a retry answers the
+    // first answer even after a rename. Expired keys are swept oldest first by `created_at`.
+    r#"
+    CREATE TABLE idempotency_keys (
+        scope       INTEGER NOT NULL,
+        key         TEXT    NOT NULL,
+        fingerprint BLOB    NOT NULL,
+        created_at  INTEGER NOT NULL,
+        resource    INTEGER NOT NULL,
+        token       TEXT,
+        name        TEXT,
+        PRIMARY KEY (scope, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+    "#,
 ];
 
 /// Brings the database to the newest schema version.

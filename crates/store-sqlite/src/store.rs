@@ -4,14 +4,16 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chatd_core::error::StoreResult;
 use chatd_core::feed::{Hub, STREAM_CAPACITY, Subscription};
+use chatd_core::idempotency::{self, Fingerprint, Idempotent};
 use chatd_core::progress::Progress;
 use chatd_core::{
-    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Feed, Ingest, Listed, Message, MessageBody,
-    MessageNumber, NumberBound, Page, StoreError,
+    AppName, AppToken, Application, Catalog, Chat, ChatNumber, Feed, IdempotencyKey, Ingest, Listed, Message,
+    MessageBody, MessageNumber, NumberBound, Page, StoreError,
 };
 use rusqlite::Connection;
 use tokio::sync::{mpsc::error::TrySendError, oneshot};
@@ -20,6 +22,7 @@ use crate::connection::{map_err, open_writer};
 use crate::readers::{LookupStats, Readers};
 use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
 
+use crate::queries::RetryKey;
 use crate::writer::{self, JobSender, Op, Outcomes, WriteCtx, WriteFault};
 use crate::{DB_FILE, Durability, queries, schema};
 
@@ -38,6 +41,8 @@ pub struct Options {
     pub readers: usize,
     /// Live events a followed chat keeps for its slowest stream before dropping it.
     pub stream_capacity: usize,
+    /// How long an `Idempotency-Key` is honoured after its create (SPEC §8: 24 hours).
+    pub idempotency_window: Duration,
 }
 
 impl Options {
@@ -49,6 +54,7 @@ impl Options {
             max_batch: 512,
             readers: 4,
             stream_capacity: STREAM_CAPACITY,
+            idempotency_window: idempotency::DEFAULT_WINDOW,
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct SqliteStore {
     hub: Arc<Hub>,
     /// Where the database lives, to measure its free space.
     data_dir: PathBuf,
+    /// How long an `Idempotency-Key` is honoured.
+    idempotency_window: Duration,
 }
 
 /// After writes failed for want of storage, the free space `/ready` waits for before it says
@@ -106,6 +114,7 @@ impl SqliteStore {
             fault,
             hub,
             data_dir: options.data_dir.clone(),
+            idempotency_window: options.idempotency_window,
         })
     }
 
@@ -177,17 +186,33 @@ fn shutting_down() -> StoreError {
 
 #[async_trait]
 impl Ingest for SqliteStore {
-    async fn create_application(&self, name: AppName) -> StoreResult<Application> {
+    async fn create_application(
+        &self,
+        name: AppName,
+        key: Option<IdempotencyKey>,
+    ) -> StoreResult<Application> {
         let token = AppToken::generate().map_err(|e| StoreError::internal(e.to_string()))?;
-        self.submit(move |db, ctx| queries::insert_application(db, ctx, token, name)).await
+        let key = Idempotent::new(key, || Fingerprint::application(&name));
+        let window = self.idempotency_window;
+        self.submit(move |db, ctx| {
+            let key = key.as_ref().map(|key| RetryKey { key, window });
+            queries::insert_application(db, ctx, token, name, key)
+        })
+        .await
     }
 
     async fn rename_application(&self, token: AppToken, name: AppName) -> StoreResult<Application> {
         self.submit(move |db, ctx| queries::rename_application(db, ctx, &token, &name)).await
     }
 
-    async fn create_chat(&self, token: AppToken) -> StoreResult<ChatNumber> {
-        self.submit(move |db, ctx| queries::insert_chat(db, ctx, &token)).await
+    async fn create_chat(&self, token: AppToken, key: Option<IdempotencyKey>) -> StoreResult<ChatNumber> {
+        let key = Idempotent::new(key, Fingerprint::chat);
+        let window = self.idempotency_window;
+        self.submit(move |db, ctx| {
+            let key = key.as_ref().map(|key| RetryKey { key, window });
+            queries::insert_chat(db, ctx, &token, key)
+        })
+        .await
     }
 
     async fn create_message(
@@ -195,8 +220,15 @@ impl Ingest for SqliteStore {
         token: AppToken,
         chat: ChatNumber,
         body: MessageBody,
+        key: Option<IdempotencyKey>,
     ) -> StoreResult<MessageNumber> {
-        self.submit(move |db, ctx| queries::insert_message(db, ctx, &token, chat, &body)).await
+        let key = Idempotent::new(key, || Fingerprint::message(chat, &body));
+        let window = self.idempotency_window;
+        self.submit(move |db, ctx| {
+            let key = key.as_ref().map(|key| RetryKey { key, window });
+            queries::insert_message(db, ctx, &token, chat, &body, key)
+        })
+        .await
     }
 
     async fn edit_message(
@@ -207,6 +239,11 @@ impl Ingest for SqliteStore {
         body: MessageBody,
     ) -> StoreResult<Message> {
         self.submit(move |db, ctx| queries::update_message(db, ctx, &token, chat, number, &body)).await
+    }
+
+    async fn sweep_idempotency_keys(&self) -> StoreResult<usize> {
+        let window = self.idempotency_window;
+        self.submit(move |db, ctx| queries::sweep_keys(db, ctx, window, idempotency::SWEEP_LIMIT)).await
     }
 
     async fn ready(&self) -> StoreResult<()> {
@@ -329,7 +366,7 @@ mod tests {
     fn insert(name: &'static str) -> TestJob<i64> {
         Box::new(move |db, ctx| {
             let token = AppToken::generate().unwrap();
-            queries::insert_application(db, ctx, token, AppName::parse(name.to_owned()).unwrap())?;
+            queries::insert_application(db, ctx, token, AppName::parse(name.to_owned()).unwrap(), None)?;
             Ok(ctx.next_seq())
         })
     }
@@ -358,7 +395,7 @@ mod tests {
         let store = SqliteStore::open(&Options::new(dir.path())).unwrap();
         let half_written: TestJob<i64> = Box::new(|db, ctx| {
             let token = AppToken::generate().unwrap();
-            queries::insert_application(db, ctx, token, AppName::parse("half".to_owned()).unwrap())?;
+            queries::insert_application(db, ctx, token, AppName::parse("half".to_owned()).unwrap(), None)?;
             Err(StoreError::Unavailable("failed midway".into()))
         });
         let answers = one_batch(&store, vec![insert("first"), half_written, insert("third")]).await;
@@ -384,7 +421,7 @@ mod tests {
         let kept = token.clone();
         store
             .submit(move |db, ctx| {
-                queries::insert_application(db, ctx, kept, AppName::parse("kept".into()).unwrap())
+                queries::insert_application(db, ctx, kept, AppName::parse("kept".into()).unwrap(), None)
             })
             .await
             .unwrap();

@@ -3,13 +3,16 @@
 //!
 //! - [`Params`]: `name` and `body`, from the query string, a JSON body or a form body;
 //! - [`AppPath`], [`ChatPath`], [`MessagePath`]: a route's token and numbers, parsed;
-//! - [`ListQuery`] and [`SearchQuery`]: the query strings of lists and of search.
+//! - [`ListQuery`] and [`SearchQuery`]: the query strings of lists and of search;
+//! - [`RetryKey`]: a create's `Idempotency-Key` header.
 
+mod header;
 mod params;
 mod path;
 mod query;
 mod urlencoded;
 
+pub use header::RetryKey;
 pub use params::Params;
 pub use path::{AppPath, ChatPath, MessagePath};
 pub use query::{ListQuery, SearchQuery};

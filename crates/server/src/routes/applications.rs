@@ -10,9 +10,9 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiResult, AppState, list_response};
 use crate::error::ApiError;
-use crate::extract::{AppPath, ListQuery, Params};
+use crate::extract::{AppPath, ListQuery, Params, RetryKey};
 use crate::openapi::params::{NameBody, NameQuery, PageQuery, TokenCursor};
-use crate::openapi::{BadRequest, InvalidParameter, NoApplication, Unauthorized};
+use crate::openapi::{BadRequest, InvalidOrKeyReused, InvalidParameter, NoApplication, Unauthorized};
 use crate::views::ApplicationView;
 
 /// `name` from the request's parameters.
@@ -60,7 +60,7 @@ pub(super) async fn list_applications(
 /// Register an application; the answer carries its access token.
 #[utoipa::path(
     post, path = "/applications", tag = "applications",
-    params(NameQuery),
+    params(NameQuery, RetryKey),
     request_body = NameBody,
     responses(
         (status = 201, description = "The new application", body = ApplicationView, links(
@@ -71,12 +71,16 @@ pub(super) async fn list_applications(
             ("CreateChat" = (operation_id = "create_chat", parameters(("token" = "$response.body#/access_token")))),
         )),
         (status = 400, response = BadRequest),
-        (status = 422, response = InvalidParameter),
+        (status = 422, response = InvalidOrKeyReused),
     )
 )]
-pub(super) async fn create_application(State(s): State<AppState>, mut params: Params) -> ApiResult<Response> {
+pub(super) async fn create_application(
+    State(s): State<AppState>,
+    key: RetryKey,
+    mut params: Params,
+) -> ApiResult<Response> {
     let name = app_name(&mut params)?;
-    let app = s.ingest.create_application(name).await?;
+    let app = s.ingest.create_application(name, key.key).await?;
     Ok((StatusCode::CREATED, Json(ApplicationView::from(&app))).into_response())
 }
 

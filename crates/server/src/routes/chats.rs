@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiResult, AppState, list_response};
-use crate::extract::{AppPath, ChatPath, ListQuery};
+use crate::extract::{AppPath, ChatPath, ListQuery, RetryKey};
 use crate::openapi::params::{NumberCursor, PageQuery};
-use crate::openapi::{BadRequest, InvalidParameter, NoApplication, NoChat};
+use crate::openapi::{BadRequest, InvalidParameter, KeyReused, NoApplication, NoChat};
 use crate::views::{ChatCreated, ChatView};
 
 /// The chats of an application.
@@ -36,7 +36,7 @@ pub(super) async fn list_chats(
 /// Create a chat; the answer carries its number.
 #[utoipa::path(
     post, path = "/applications/{token}/chats", tag = "chats",
-    params(AppPath),
+    params(AppPath, RetryKey),
     responses(
         (status = 201, description = "The new chat's number", body = ChatCreated, links(
             ("GetChat" = (operation_id = "get_chat", parameters(("token" = "$response.body#/access_token"), ("chat" = "$response.body#/number")))),
@@ -46,10 +46,15 @@ pub(super) async fn list_chats(
         )),
         (status = 400, response = BadRequest),
         (status = 404, response = NoApplication),
+        (status = 422, response = KeyReused),
     )
 )]
-pub(super) async fn create_chat(State(s): State<AppState>, path: AppPath) -> ApiResult<Response> {
-    let number = s.ingest.create_chat(path.token.clone()).await?;
+pub(super) async fn create_chat(
+    State(s): State<AppState>,
+    path: AppPath,
+    key: RetryKey,
+) -> ApiResult<Response> {
+    let number = s.ingest.create_chat(path.token.clone(), key.key).await?;
     Ok((StatusCode::CREATED, Json(ChatCreated { number, access_token: path.token.as_str() })).into_response())
 }
 

@@ -9,9 +9,9 @@ use chatd_core::MessageBody;
 
 use super::{ApiResult, AppState, list_response};
 use crate::error::ApiError;
-use crate::extract::{ChatPath, ListQuery, MessagePath, Params, SearchQuery};
+use crate::extract::{ChatPath, ListQuery, MessagePath, Params, RetryKey, SearchQuery};
 use crate::openapi::params::{self, NumberCursor, PageQuery, TextBody, TextQuery};
-use crate::openapi::{BadRequest, InvalidParameter, NoChat, NoMessage};
+use crate::openapi::{BadRequest, InvalidOrKeyReused, InvalidParameter, NoChat, NoMessage};
 use crate::views::{MessageCreated, MessageView};
 
 /// `body` from the request's parameters, at most `max_bytes` long.
@@ -44,7 +44,7 @@ pub(super) async fn list_messages(
 /// Create a message; the answer carries its number.
 #[utoipa::path(
     post, path = "/applications/{token}/chats/{chat}/messages", tag = "messages",
-    params(ChatPath, TextQuery),
+    params(ChatPath, TextQuery, RetryKey),
     request_body = TextBody,
     responses(
         (status = 201, description = "The new message's number", body = MessageCreated, links(
@@ -54,16 +54,17 @@ pub(super) async fn list_messages(
         )),
         (status = 400, response = BadRequest),
         (status = 404, response = NoChat),
-        (status = 422, response = InvalidParameter),
+        (status = 422, response = InvalidOrKeyReused),
     )
 )]
 pub(super) async fn create_message(
     State(s): State<AppState>,
     path: ChatPath,
+    key: RetryKey,
     mut params: Params,
 ) -> ApiResult<Response> {
     let body = message_body(&mut params, s.max_message_bytes)?;
-    let number = s.ingest.create_message(path.token.clone(), path.chat, body).await?;
+    let number = s.ingest.create_message(path.token.clone(), path.chat, body, key.key).await?;
     let created = MessageCreated { number, chat_number: path.chat, access_token: path.token.as_str() };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }

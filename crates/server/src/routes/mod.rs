@@ -27,8 +27,8 @@ use crate::error::{self, ApiError};
 use crate::extract::ListQuery;
 use crate::metrics::Metrics;
 use crate::openapi::{
-    BadRequest, Common, Internal, InvalidParameter, NoApplication, NoChat, NoMessage, PayloadTooLarge,
-    RateLimited, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
+    BadRequest, Common, Internal, InvalidOrKeyReused, InvalidParameter, KeyReused, NoApplication, NoChat,
+    NoMessage, PayloadTooLarge, RateLimited, RequestTimeout, Unauthorized, Unavailable, UnsupportedMediaType,
 };
 
 pub use operations::router as operations;
@@ -115,7 +115,7 @@ pub fn creation_router(state: AppState) -> Router {
     ),
     components(responses(
         BadRequest, Unauthorized, NoApplication, NoChat, NoMessage, PayloadTooLarge, UnsupportedMediaType,
-        InvalidParameter, RateLimited, RequestTimeout, Unavailable, Internal,
+        InvalidParameter, KeyReused, InvalidOrKeyReused, RateLimited, RequestTimeout, Unavailable, Internal,
     )),
     modifiers(&Common),
     tags(

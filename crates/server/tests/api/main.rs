@@ -10,6 +10,7 @@ mod disk_full;
 mod errors;
 mod helpers;
 mod hostile;
+mod idempotency;
 mod jepsen;
 mod limits;
 mod messages;

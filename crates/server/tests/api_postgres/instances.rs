@@ -8,14 +8,23 @@ use futures::StreamExt;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{chatd_on_database, follow_pages, start_process};
+use crate::helpers::{Process, chatd_on_database, follow_pages, start_process};
 use crate::streams::{Stream, numbers};
+
+/// The JSON answer to a GET.
+async fn get_json(client: &Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+/// `n` chatd processes on one fresh database, with their base URLs.
+fn instances(n: usize) -> (Vec<Process>, Vec<String>) {
+    let url = TestPostgres::shared().fresh_database().unwrap();
+    (0..n).map(|_| start_process(chatd_on_database(&url))).unzip()
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_number_3000_messages_and_300_chats_densely() {
-    let url = TestPostgres::shared().fresh_database().unwrap();
-    let instances: Vec<_> = (0..3).map(|_| start_process(chatd_on_database(&url))).collect();
-    let bases: Vec<String> = instances.iter().map(|(_, base)| base.clone()).collect();
+    let (_instances, bases) = instances(3);
     let client = Client::builder().pool_max_idle_per_host(128).build().unwrap();
     let r = client
         .post(format!("{}/applications", bases[0]))
@@ -74,18 +83,10 @@ async fn three_instances_number_3000_messages_and_300_chats_densely() {
             follow_pages(&client, base, &format!("/applications/{token}/chats/{chat}/messages?limit=1000"))
                 .await;
         assert_eq!(stored.len() as i64, count, "chat {chat}: every acknowledged message stored");
-        let c: Value = client
-            .get(format!("{base}/applications/{token}/chats/{chat}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let c = get_json(&client, format!("{base}/applications/{token}/chats/{chat}")).await;
         assert_eq!(c["messages_count"], count, "chat {chat}: the count is exact");
     }
-    let a: Value =
-        client.get(format!("{}/applications/{token}", bases[2])).send().await.unwrap().json().await.unwrap();
+    let a = get_json(&client, format!("{}/applications/{token}", bases[2])).await;
     assert_eq!(a["chats_count"], 300);
 }
 
@@ -127,4 +128,45 @@ async fn a_subscriber_on_one_instance_receives_what_every_instance_writes() {
     let edit = on_a.next().await.unwrap();
     assert_eq!((edit.event.as_str(), edit.id), ("edit", Some(7)));
     assert_eq!(edit.json()["body"], "edited on C");
+}
+
+/// SPEC §8 across instances: creates with one `Idempotency-Key` sent through two instances at
+/// once create one resource, and every request gets its answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_with_one_key_through_two_instances_create_one_resource() {
+    let (_instances, bases) = instances(2);
+    let client = Client::builder().pool_max_idle_per_host(64).build().unwrap();
+    // 20 requests at once, alternating instances; every answer, in order.
+    let twenty = |path: String, key: &'static str, body: Value| {
+        let requests = (0..20).map(|i| {
+            let request =
+                client.post(format!("{}{path}", bases[i % 2])).header("Idempotency-Key", key).json(&body);
+            async move {
+                let r = request.send().await.unwrap();
+                (r.status(), r.json::<Value>().await.unwrap())
+            }
+        });
+        futures::future::join_all(requests)
+    };
+    let distinct = |answers: Vec<(StatusCode, Value)>| {
+        assert!(answers.iter().all(|(s, _)| *s == StatusCode::CREATED), "{answers:?}");
+        answers.into_iter().map(|(_, v)| v.to_string()).collect::<BTreeSet<_>>()
+    };
+
+    let apps = distinct(twenty("/applications".into(), "app", json!({"name": "once"})).await);
+    assert_eq!(apps.len(), 1, "{apps:?}");
+    let listed = get_json(&client, format!("{}/applications", bases[0])).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let token = listed[0]["access_token"].as_str().unwrap().to_owned();
+
+    let chats = distinct(twenty(format!("/applications/{token}/chats"), "chat", json!({})).await);
+    assert_eq!(chats, BTreeSet::from([json!({"number": 1, "access_token": token}).to_string()]));
+
+    let path = format!("/applications/{token}/chats/1/messages");
+    let messages = distinct(twenty(path.clone(), "message", json!({"body": "once"})).await);
+    let expected = json!({"number": 1, "chat_number": 1, "access_token": token});
+    assert_eq!(messages, BTreeSet::from([expected.to_string()]));
+    assert_eq!(follow_pages(&client, &bases[1], &path).await.len(), 1);
+    let chat = get_json(&client, format!("{}/applications/{token}/chats/1", bases[0])).await;
+    assert_eq!(chat["messages_count"], 1);
 }

@@ -26,6 +26,8 @@ mod instances;
 mod helpers;
 #[path = "../api/hostile.rs"]
 mod hostile;
+#[path = "../api/idempotency.rs"]
+mod idempotency;
 #[path = "../api/jepsen.rs"]
 mod jepsen;
 #[path = "../api/limits.rs"]
