@@ -88,13 +88,19 @@ pub(super) async fn stream_messages(
 ) -> ApiResult<Response> {
     let permit = s.streams.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
     let subscription = s.feed.subscribe(path.token.clone(), path.chat).await?;
+    let (last, catching_up) = match after {
+        Some(after) => (after, true),
+        // From now on: what the chat holds once subscribed is not owed (in the scale-out
+        // mode an event committed just before may still be on its way to this instance).
+        None => (s.catalog.chat(path.token.clone(), path.chat).await?.messages_count, false),
+    };
     let follow = Follow {
         catalog: s.catalog.clone(),
         token: path.token,
         chat: path.chat,
         subscription,
-        last: after,
-        catching_up: after.is_some(),
+        last,
+        catching_up,
         queue: VecDeque::new(),
         stopping: s.stopping.clone(),
         ended: false,
@@ -112,9 +118,8 @@ struct Follow {
     token: AppToken,
     chat: ChatNumber,
     subscription: Subscription,
-    /// The last message number sent (or the client had); `None` until the first, when the
-    /// client asked for new messages only.
-    last: Option<i64>,
+    /// The last message number sent, or the client had.
+    last: i64,
     /// Still reading the backlog from the catalog.
     catching_up: bool,
     /// Events ready to send.
@@ -131,7 +136,7 @@ struct Follow {
 struct EndData {
     reason: &'static str,
     /// The last message number sent: reconnect with it as `Last-Event-ID`.
-    last_event_id: Option<i64>,
+    last_event_id: i64,
 }
 
 impl Follow {
@@ -170,11 +175,7 @@ impl Follow {
     async fn accept(&mut self, event: &ChatEvent) -> Result<(), ApiError> {
         let number = event.message.number.get();
         let live = |event: &ChatEvent| event.rendered(render).to_owned();
-        let Some(last) = self.last else {
-            // New messages only, and this is the first: nothing before it is owed.
-            self.send(event.kind, number, live(event));
-            return Ok(());
-        };
+        let last = self.last;
         match event.kind {
             EventKind::Message if number <= last => {}
             EventKind::Message => {
@@ -198,7 +199,7 @@ impl Follow {
             let page = Page {
                 limit: Limit::DEFAULT,
                 order: Order::Asc,
-                after: self.last.map(bound).transpose()?,
+                after: Some(bound(self.last)?),
                 before: before.map(bound).transpose()?,
             };
             let listed = self.catalog.messages(self.token.clone(), self.chat, page).await?;
@@ -222,7 +223,7 @@ impl Follow {
         };
         self.queue.push_back(Event::default().id(number.to_string()).event(name).data(data));
         if kind == EventKind::Message {
-            self.last = Some(self.last.map_or(number, |last| last.max(number)));
+            self.last = self.last.max(number);
         }
     }
 
