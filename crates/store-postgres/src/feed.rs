@@ -92,6 +92,9 @@ impl Listener {
 
 async fn listen(pool: &PgPool) -> StoreResult<PgListener> {
     let mut listener = PgListener::connect_with(pool).await.map_err(map)?;
+    // A lost connection is reported at once (and ends the streams): `run` listens again
+    // itself, rather than sqlx reconnecting inside `try_recv` while streams wait unaware.
+    listener.eager_reconnect(false);
     listener.listen(CHANNEL).await.map_err(map)?;
     Ok(listener)
 }

@@ -277,7 +277,13 @@ impl Ingest for SqliteStore {
 impl Feed for SqliteStore {
     async fn subscribe(&self, token: AppToken, chat: ChatNumber) -> StoreResult<Subscription> {
         let key = self.readers.lookup(move |db| queries::chat_key(db, &token, chat)).await?;
-        Ok(self.hub.subscribe(key))
+        let subscription = self.hub.subscribe(key);
+        // A batch the writer is applying now decided, job by job, that nobody followed the
+        // chat, and will publish nothing for it. Wait for it to commit, so that what it
+        // wrote is in whatever the caller reads next; every later batch sees this
+        // subscription.
+        self.submit(|_, _| Ok(())).await?;
+        Ok(subscription)
     }
 }
 
@@ -369,6 +375,53 @@ mod tests {
             queries::insert_application(db, ctx, token, AppName::parse(name.to_owned()).unwrap(), None)?;
             Ok(ctx.next_seq())
         })
+    }
+
+    /// A stream that subscribes while the writer is between applying a create and committing
+    /// it (the create saw nobody following the chat, so publishes nothing) still gets it:
+    /// subscribing waits for that batch, so the create is in what the stream reads next.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_subscription_made_while_a_batch_is_applied_misses_nothing_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&Options::new(dir.path())).unwrap());
+        let app = store.create_application(AppName::parse("app".into()).unwrap(), None).await.unwrap();
+        let chat = store.create_chat(app.token.clone(), None).await.unwrap();
+
+        // One batch: the create, then a job that stops the writer before the COMMIT.
+        let (applied, is_applied) = oneshot::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let body = MessageBody::parse("in flight".into(), 100).unwrap();
+        let token = app.token.clone();
+        let jobs: Vec<TestJob<()>> = vec![
+            Box::new(move |db, ctx| queries::insert_message(db, ctx, &token, chat, &body, None).map(drop)),
+            Box::new(move |_, _| {
+                let _ = applied.send(());
+                let _ = released.recv();
+                Ok(())
+            }),
+        ];
+        let batch = tokio::spawn({
+            let store = store.clone();
+            async move { one_batch(&store, jobs).await }
+        });
+        is_applied.await.unwrap();
+
+        // What a stream does: subscribe, read the chat, then follow the subscription.
+        let stream = tokio::spawn({
+            let (store, token) = (store.clone(), app.token.clone());
+            async move {
+                let subscription = store.subscribe(token.clone(), chat).await.unwrap();
+                (subscription, store.chat(token, chat).await.unwrap().messages_count)
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        release.send(()).unwrap();
+        let (mut subscription, count) = stream.await.unwrap();
+        for answer in batch.await.unwrap() {
+            answer.unwrap();
+        }
+        let live = tokio::time::timeout(Duration::from_millis(500), subscription.recv()).await;
+        assert!(count == 1 || live.is_ok(), "the create is neither in the chat's count nor an event");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -148,6 +148,10 @@ impl Follow {
             if self.ended {
                 return None;
             }
+            if *self.stopping.borrow() {
+                self.end("shutdown");
+                continue;
+            }
             if self.catching_up {
                 if let Err(e) = self.read_backlog(None).await {
                     self.end(unavailable(&e));
@@ -217,20 +221,26 @@ impl Follow {
     }
 
     fn send(&mut self, kind: EventKind, number: i64, data: String) {
-        let name = match kind {
-            EventKind::Message => "message",
-            EventKind::Edit => "edit",
+        // Only a message moves the stream's position: an edit carries no `id`, so that a
+        // client (`EventSource` keeps the last `id` it saw) resumes after the newest message,
+        // not after an older one that was edited; its data names the message.
+        let event = match kind {
+            EventKind::Message => {
+                self.last = self.last.max(number);
+                Event::default().id(number.to_string()).event("message")
+            }
+            EventKind::Edit => Event::default().event("edit"),
         };
-        self.queue.push_back(Event::default().id(number.to_string()).event(name).data(data));
-        if kind == EventKind::Message {
-            self.last = self.last.max(number);
-        }
+        self.queue.push_back(event.data(data));
     }
 
     fn end(&mut self, reason: &'static str) {
         let data = EndData { reason, last_event_id: self.last };
         let data = serde_json::to_string(&data).unwrap_or_default();
-        self.queue.push_back(Event::default().event("end").retry(RECONNECT_AFTER).data(data));
+        // With the position as its `id`, so that a client that has had no message yet
+        // resumes from here too, not from whatever is new when it reconnects.
+        let event = Event::default().id(self.last.to_string()).event("end").retry(RECONNECT_AFTER);
+        self.queue.push_back(event.data(data));
         self.ended = true;
     }
 }

@@ -238,7 +238,7 @@ async fn edits_arrive_as_edit_events_with_the_new_body() {
     assert_eq!(numbers(&events), [1, 2]);
     let edit = stream.next().await.unwrap();
     assert_eq!(edit.event, "edit");
-    assert_eq!(edit.id, Some(1));
+    assert_eq!(edit.id, None, "an edit does not move the position a client resumes from");
     assert_eq!(edit.json()["body"], "first, edited");
     assert_eq!(edit.json()["number"], 1);
 }
@@ -335,6 +335,7 @@ async fn shutting_down_ends_streams_with_an_end_event_naming_the_last_message() 
     let end = stream.next().await.expect("an end event");
     assert_eq!(end.event, "end");
     assert_eq!(end.json()["reason"], "shutdown");
+    assert_eq!(end.id, Some(1), "the end event carries the position, for EventSource");
     assert_eq!(end.json()["last_event_id"], 1);
     assert_eq!(stream.next().await, None, "nothing follows the end event");
     tokio::time::timeout(PATIENCE, stopping).await.expect("shutdown does not wait for streams").unwrap();

@@ -235,6 +235,7 @@ async fn a_stream_open_when_postgres_stops_ends_and_resumes_without_a_gap_once_i
     let end = stream.next().await.expect("an end event");
     assert_eq!(end.event, "end");
     assert_eq!(end.json()["last_event_id"], 5);
+    assert_eq!(end.id, Some(5));
     assert_eq!(stream.next().await, None);
     let refused = open(Some(5)).await.err().expect("no stream while PostgreSQL is down");
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
