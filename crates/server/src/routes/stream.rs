@@ -88,19 +88,19 @@ pub(super) async fn stream_messages(
 ) -> ApiResult<Response> {
     let permit = s.streams.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
     let subscription = s.feed.subscribe(path.token.clone(), path.chat).await?;
-    let (last, catching_up) = match after {
-        Some(after) => (after, true),
-        // From now on: what the chat holds once subscribed is not owed (in the scale-out
-        // mode an event committed just before may still be on its way to this instance).
-        None => (s.catalog.chat(path.token.clone(), path.chat).await?.messages_count, false),
-    };
+    // Read once subscribed: with no position, what the chat holds now is not owed (in the
+    // scale-out mode an event committed just before may still be on its way to this
+    // instance); a position beyond it (a client of a chat restored from a backup) would
+    // skip the messages that will take those numbers, so the stream starts at the newest.
+    let count = s.catalog.chat(path.token.clone(), path.chat).await?.messages_count;
+    let last = after.map_or(count, |after| after.min(count));
     let follow = Follow {
         catalog: s.catalog.clone(),
         token: path.token,
         chat: path.chat,
         subscription,
         last,
-        catching_up,
+        catching_up: last < count,
         queue: VecDeque::new(),
         stopping: s.stopping.clone(),
         ended: false,

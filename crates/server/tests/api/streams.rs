@@ -210,6 +210,15 @@ async fn after_sends_the_stored_messages_above_it_first_then_the_live_ones() {
 }
 
 #[tokio::test]
+async fn a_position_beyond_the_newest_message_starts_at_the_newest() {
+    let (app, token) = app_with_chat().await;
+    app.create_message(&token, 1, "one").await;
+    let mut stream = Stream::open(&app, &token, 1, None, Some(40)).await;
+    app.create_message(&token, 1, "two").await;
+    assert_eq!(numbers(&stream.messages(1).await), [2]);
+}
+
+#[tokio::test]
 async fn without_a_position_only_new_messages_come() {
     let (app, token) = app_with_chat().await;
     app.create_message(&token, 1, "before").await;
