@@ -97,6 +97,9 @@ pub struct Delivered {
     pub subscribers: usize,
     /// Events received over all subscribers.
     pub events: u64,
+    /// Reads of a subscriber's socket that brought messages (each of them counted once per
+    /// read): events per read tells how many events chatd wrote at once.
+    pub reads: u64,
     /// `end` events received (each followed by a reconnection).
     pub ended: u64,
     /// Subscribers that received at least one `end` event.
@@ -159,6 +162,7 @@ impl Subscribers {
         let mut d = Delivered {
             subscribers: self.tasks.len(),
             events: 0,
+            reads: 0,
             ended: 0,
             subscribers_ended: 0,
             out_of_order: 0,
@@ -168,6 +172,7 @@ impl Subscribers {
         for t in self.tasks {
             let r = t.await??;
             d.events += r.events;
+            d.reads += r.bursts.len() as u64;
             d.ended += r.ended;
             d.subscribers_ended += usize::from(r.ended > 0);
             d.out_of_order += r.out_of_order;

@@ -51,7 +51,7 @@ fn assert_every_subscriber_got_every_message(report: &chatd_bench::Report) {
         let (followed, delivered) =
             (after(" of the creates in the followed chat"), after(" events delivered"));
         assert!(followed > 0, "{}", row.value);
-        assert!(row.value.contains("/s); 0 of 20 subscribers ended"), "{}", row.value);
+        assert!(row.value.contains("); 0 of 20 subscribers ended"), "{}", row.value);
         assert_eq!(delivered, 20 * followed, "{}", row.value);
         if figure.starts_with("create-to-delivered") {
             assert_eq!(after(" deliveries"), delivered, "{}", row.value);
@@ -98,7 +98,10 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
     assert!(report.checks_passed, "{}", report.markdown());
     let has = |figure: &str| report.rows.iter().any(|r| r.figure.starts_with(figure));
     assert!(
-        has("create-message throughput") && has("durable floor") && has("create-to-searchable lag"),
+        has("create-message throughput")
+            && has("durable floor")
+            && has("create-to-searchable lag")
+            && has("create-to-delivered latency, 20 subscribers"),
         "{}",
         report.markdown()
     );
