@@ -94,6 +94,8 @@ pub struct RunStats {
     pub latency: Histogram<u64>,
     /// What the checks kept, e.g. (chat, number) of every acknowledged create.
     pub kept: Vec<(i64, i64)>,
+    /// When each request of `kept` was sent (open loop: its scheduled time), in its order.
+    pub kept_at: Vec<Instant>,
     /// Requests, and those of them slower than [`LATE`], by [`WINDOW`] of their start.
     pub windows: Vec<Window>,
     /// When the run's schedule started, on the system's monotonic clock (`CLOCK_MONOTONIC`,
@@ -234,7 +236,8 @@ pub async fn run(
         let (make, check) = (make.clone(), check.clone());
         tasks.push(tokio::spawn(async move {
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
-            let (mut requests, mut errors, mut first_error, mut kept) = (0u64, 0u64, None, Vec::new());
+            let (mut requests, mut errors, mut first_error) = (0u64, 0u64, None);
+            let (mut kept, mut kept_at) = (Vec::new(), Vec::new());
             let mut windows: Vec<Window> = Vec::new();
             for i in 0u64.. {
                 let (began, wake) = match pace {
@@ -269,7 +272,10 @@ pub async fn run(
                     Err(e) => Err(e.to_string()),
                 };
                 match verdict {
-                    Ok(Some(k)) => kept.push(k),
+                    Ok(Some(k)) => {
+                        kept.push(k);
+                        kept_at.push(began);
+                    }
                     Ok(None) => {}
                     Err(e) => {
                         errors += 1;
@@ -277,7 +283,7 @@ pub async fn run(
                     }
                 }
             }
-            (hist, requests, errors, first_error, kept, windows)
+            (hist, requests, errors, first_error, (kept, kept_at), windows)
         }));
     }
     let mut stats = RunStats {
@@ -287,11 +293,12 @@ pub async fn run(
         elapsed: Duration::ZERO,
         latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         kept: Vec::new(),
+        kept_at: Vec::new(),
         windows: Vec::new(),
         started,
     };
     for t in tasks {
-        let (hist, requests, errors, first_error, kept, windows) = t.await?;
+        let (hist, requests, errors, first_error, (kept, kept_at), windows) = t.await?;
         if stats.windows.len() < windows.len() {
             stats.windows.resize(windows.len(), Window::default());
         }
@@ -305,6 +312,7 @@ pub async fn run(
             stats.first_error = first_error;
         }
         stats.kept.extend(kept);
+        stats.kept_at.extend(kept_at);
     }
     stats.elapsed = start.elapsed();
     Ok(stats)
@@ -429,6 +437,7 @@ mod tests {
             elapsed: std::time::Duration::from_millis(200),
             latency: hdrhistogram::Histogram::new(3).unwrap(),
             kept: Vec::new(),
+            kept_at: Vec::new(),
             windows: vec![
                 Window { requests: 2, late: 1, max_us: 12_345, wake_max_us: 1_260 },
                 Window { requests: 1, late: 0, max_us: 800, wake_max_us: 0 },

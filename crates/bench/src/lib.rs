@@ -10,6 +10,7 @@ pub mod data;
 pub mod memory;
 pub mod postgres;
 pub mod servers;
+pub mod streams;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -88,6 +89,13 @@ pub struct Opts {
     /// (`chatd_bench_<pid>_<n>`) and drops them at the end of a run that succeeds.
     #[arg(long, conflicts_with = "url", value_parser = parse_database_url)]
     pub database_url: Option<DatabaseUrl>,
+    /// Also measure live streams: create-message with this many subscribers following a
+    /// chat being written (1,000 when no number is given), against plain create-message,
+    /// and the create-to-delivered latency while the other chats get a quarter of the
+    /// maximum rate. Off by default: the subscribers hold two sockets each in this process,
+    /// and their deliveries load the cores that every other figure shares.
+    #[arg(long, num_args = 0..=1, default_missing_value = "1000", value_name = "SUBSCRIBERS")]
+    pub streams: Option<usize>,
     /// pgbench, run with `--postgres` or `--database-url`.
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
     pub pgbench: std::path::PathBuf,
@@ -162,6 +170,7 @@ impl Opts {
             self.seconds = 1;
             self.preload = self.preload.min(3_000);
             self.chats = self.chats.min(20);
+            self.streams = Some(self.streams.unwrap_or(20).min(20));
         }
     }
 }
@@ -213,6 +222,11 @@ fn index_segments(data_dir: &std::path::Path) -> usize {
     files.filter(|f| f.path().extension().is_some_and(|e| e == "term")).count()
 }
 
+/// Creates per second in the chat that subscribers follow while the delivery latency is
+/// measured (with a quarter of the maximum rate in the other chats): 100,000 deliveries a second
+/// to 1,000 subscribers.
+const FOLLOWED_RATE: f64 = 100.0;
+
 /// Chats chatd's creates and pgbench's transactions spread over in the scale-out run.
 const PG_WRITE_CHATS: usize = 1000;
 
@@ -248,6 +262,7 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
 
     report_creates(&mut report, &chatd, &baseline, &floor);
     report_keyed(&mut report, &chatd);
+    report_streams(&mut report, &chatd);
     report_half_rate(&mut report, &chatd, &baseline, timeline, "p99 ≤ 10 ms")?;
     report_cpu(&mut report, &opts, &chatd, &baseline, &floor);
     report_reads(&mut report, &chatd.reads, &baseline.reads);
@@ -282,6 +297,7 @@ fn postgres_run(
     let pgbench = pgbench_runs(bench, pg)?;
     report_pg_creates(&mut report, &chatd, &baseline, &pgbench);
     report_keyed(&mut report, &chatd);
+    report_streams(&mut report, &chatd);
     report_half_rate(&mut report, &chatd, &baseline, timeline, "p99 ≤ 20 ms")?;
     report_reads(&mut report, &chatd.reads, &baseline.reads);
     report_lag(&mut report, &chatd.lag);
@@ -363,6 +379,21 @@ struct ChatdRuns {
     half_chats: RunStats,
     lag: Lag,
     reads: Reads,
+    /// With `--streams`: create-message in a closed loop, then at [`FOLLOWED_RATE`] in one
+    /// chat and half `half_rate` in the others, while subscribers follow a chat being written.
+    streamed: Option<(Streamed, Streamed)>,
+}
+
+/// A create-message run while subscribers follow the first of its chats.
+struct Streamed {
+    creates: Creates,
+    delivered: streams::Delivered,
+    /// Creates acknowledged in the followed chat.
+    followed: usize,
+    /// CPU time of the load generator's threads (the creates' and the subscribers').
+    client_cpu: Duration,
+    /// The followed chat's own creates, when they ran apart from the others'.
+    followed_creates: Option<RunStats>,
 }
 
 /// The baseline's runs, the same as chatd's but the lag probes and the half-rate chats.
@@ -443,6 +474,72 @@ impl<'a> Bench<'a> {
         Ok(stats)
     }
 
+    /// Create-message at `pace` over every chat of `s` while `subscribers` streams follow
+    /// the first of them; or, with a `followed_rate`, at `pace` over the others and at that
+    /// rate in the followed one (open loop), both at once. Checked, with the delivery
+    /// latency of the followed chat's messages.
+    fn streamed_creates(
+        &self,
+        s: Subject,
+        pace: Pace,
+        followed_rate: Option<f64>,
+        subscribers: usize,
+        report: &mut Report,
+    ) -> anyhow::Result<Streamed> {
+        // Two sockets per subscriber when chatd runs in this process.
+        chatd_server::process::prepare((2 * subscribers + self.opts.connections) as u64);
+        let path = format!("{}/stream", s.targets[0].0);
+        let origin = Instant::now();
+        let subs = self.client.block_on(streams::Subscribers::open(s.addr, &path, subscribers, origin))?;
+        let client_before = memory::threads_cpu_time("client");
+        let ((stats, followed), cpu) = CpuMeter::measure(|| {
+            self.client.block_on(async {
+                let Some(rate) = followed_rate else {
+                    return anyhow::Ok((
+                        create_messages(self, s.addr, s.targets, pace, Keys::None).await?,
+                        None,
+                    ));
+                };
+                let (others, followed) = tokio::join!(
+                    create_messages(self, s.addr, &s.targets[1..], pace, Keys::None),
+                    create_messages(self, s.addr, &s.targets[..1], Pace::Open { rate }, Keys::None)
+                );
+                Ok((others?, Some(followed?)))
+            })
+        })?;
+        let client_cpu = memory::threads_cpu_time("client").saturating_sub(client_before);
+        let name = format!("{} create-message with stream subscribers, {}", s.name, pace_name(pace));
+        check(report, &name, &stats, s.numbered);
+        if let Some(f) = &followed {
+            check(report, &format!("{name}, the followed chat"), f, s.numbered);
+        }
+        let mut sent = std::collections::HashMap::new();
+        let in_followed = followed.as_ref().unwrap_or(&stats);
+        for (&(tag, number), at) in in_followed.kept.iter().zip(&in_followed.kept_at) {
+            if tag == 0 {
+                sent.insert(number, subs.micros(*at));
+            }
+        }
+        let last = sent.keys().max().copied();
+        let delivered = self.client.block_on(subs.finish(last, Duration::from_secs(2), &sent))?;
+        if delivered.out_of_order > 0 {
+            report.checks_passed = false;
+            report.note(format!(
+                "{} stream subscribers, {}: {} events out of number order (a gap or a duplicate)",
+                s.name,
+                pace_name(pace),
+                delivered.out_of_order
+            ));
+        }
+        Ok(Streamed {
+            creates: Creates { stats, cpu },
+            delivered,
+            followed: sent.len(),
+            client_cpu,
+            followed_creates: followed,
+        })
+    }
+
     /// GET of one message (numbered 1 to `messages` in each chat), then of one list page,
     /// each in a closed loop; checked.
     fn reads(&self, s: Subject, messages: u64, report: &mut Report) -> anyhow::Result<Reads> {
@@ -507,12 +604,23 @@ fn chatd_runs(bench: &Bench, report: &mut Report) -> anyhow::Result<(ChatdRuns, 
     let s = Subject { name: "chatd", addr: chatd.addr, targets: &targets, numbered: true };
     let closed = bench.creates(s, Pace::Closed, report)?;
     let keyed = bench.keyed_creates(s, Pace::Closed, Keys::Unique, report)?;
+    let streamed_closed =
+        bench.opts.streams.map(|n| bench.streamed_creates(s, Pace::Closed, None, n, report)).transpose()?;
     let chats = bench.chat_creates(s, Pace::Closed, report)?;
     let half_rate = closed.stats.rate() / 2.0;
     let half = bench.creates(s, Pace::Open { rate: half_rate }, report)?;
     // The same offered rate of chat creates, which the search index never sees: tells the
     // index's share of the tail from the rest.
     let half_chats = bench.chat_creates(s, Pace::Open { rate: half_rate }, report)?;
+    let streamed = match (streamed_closed, bench.opts.streams) {
+        (Some(closed), Some(n)) => {
+            // Half the half rate: with the deliveries, the whole half rate is more than chatd
+            // keeps up with (its creates fall seconds behind), and the load is no longer sustained.
+            let pace = Pace::Open { rate: half_rate / 2.0 };
+            Some((closed, bench.streamed_creates(s, pace, Some(FOLLOWED_RATE), n, report)?))
+        }
+        _ => None,
+    };
     let lag = bench.lag_probes(&chatd, dir.path(), s, probe_chat, report)?;
     let reads = bench.reads(s, fewest_created(&closed.stats.kept, targets.len()).clamp(1, 50), report)?;
     let page = bench.client.block_on(async {
@@ -521,7 +629,7 @@ fn chatd_runs(bench: &Bench, report: &mut Report) -> anyhow::Result<(ChatdRuns, 
         anyhow::Ok(serde_json::from_slice(&body)?)
     })?;
     chatd.stop();
-    Ok((ChatdRuns { closed, keyed, chats, half_rate, half, half_chats, lag, reads }, page))
+    Ok((ChatdRuns { closed, keyed, chats, half_rate, half, half_chats, lag, reads, streamed }, page))
 }
 
 /// The bare baseline, answering list pages with chatd's `page`: create-message and
@@ -643,6 +751,74 @@ fn report_keyed(report: &mut Report, chatd: &ChatdRuns) {
         "create-message with an Idempotency-Key on every request ÷ plain create-message",
         format!("{:.0} ÷ {:.0} req/s = {:.2}", keyed.rate(), plain.rate(), ratio(keyed, plain)),
         "≥ 0.9",
+    );
+}
+
+/// With `--streams`: closed-loop creates while subscribers follow a chat being written,
+/// against plain ones in the same run, with what the subscribers received; and the
+/// create-to-delivered latency under a sustained load.
+fn report_streams(report: &mut Report, chatd: &ChatdRuns) {
+    let Some((closed, half)) = &chatd.streamed else { return };
+    let received = |run: &Streamed| {
+        let d = &run.delivered;
+        let server = run.creates.cpu.process.saturating_sub(run.client_cpu);
+        format!(
+            "{} of the creates in the followed chat; {} events delivered ({:.0}/s, {:.1} per read); {} of {} \
+             subscribers ended by chatd ({} `end` events){}; the creates' own latency (to the 201) p50 {:.2} / \
+             p99 {:.2} ms{}; CPU: load generator {:.1} s, chatd {:.1} s",
+            run.followed,
+            d.events,
+            d.events as f64 / run.creates.stats.elapsed.as_secs_f64(),
+            d.events as f64 / d.reads.max(1) as f64,
+            d.subscribers_ended,
+            d.subscribers,
+            d.ended,
+            if d.short > 0 {
+                format!(", {} short of the last message at the end", d.short)
+            } else {
+                String::new()
+            },
+            run.creates.stats.ms(0.5),
+            run.creates.stats.ms(0.99),
+            run.followed_creates.as_ref().map_or(String::new(), |f| format!(
+                " in the other chats, p50 {:.2} / p99 {:.2} ms in the followed one",
+                f.ms(0.5),
+                f.ms(0.99)
+            )),
+            run.client_cpu.as_secs_f64(),
+            server.as_secs_f64()
+        )
+    };
+    let (streamed, plain) = (&closed.creates.stats, &chatd.closed.stats);
+    let n = closed.delivered.subscribers;
+    report.add(
+        &format!("create-message with {n} stream subscribers on a chat being written ÷ plain create-message"),
+        format!(
+            "{:.0} ÷ {:.0} req/s = {:.2}; {}",
+            streamed.rate(),
+            plain.rate(),
+            ratio(streamed, plain),
+            received(closed)
+        ),
+        "≥ 0.8",
+    );
+    let latency = &half.delivered.latency;
+    report.add(
+        &format!(
+            "create-to-delivered latency, {n} subscribers, {FOLLOWED_RATE} creates/s in their chat \
+             while the other chats get a quarter of the max rate (open loop)"
+        ),
+        format!(
+            "{:.0} req/s offered in the others: p50 {:.2} / p99 {:.2} / p99.9 {:.2} / max {:.2} ms over {} deliveries; {}",
+            chatd.half_rate / 2.0,
+            ms(latency, 0.5),
+            ms(latency, 0.99),
+            ms(latency, 0.999),
+            latency.max() as f64 / 1000.0,
+            latency.len(),
+            received(half)
+        ),
+        "p99 ≤ 50 ms",
     );
 }
 

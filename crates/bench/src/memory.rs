@@ -180,6 +180,25 @@ fn process_cpu_time() -> Duration {
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
+/// The CPU time so far of this process's live threads whose name starts with `name` (a
+/// tokio runtime's workers carry its thread name), from `/proc/self/task`, to the kernel's
+/// tick (`USER_HZ`, 100 per second on Linux).
+pub fn threads_cpu_time(name: &str) -> Duration {
+    let tasks = std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten();
+    let ticks: u64 = tasks
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(name)))
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the name (which is in parentheses and may hold spaces); utime
+            // and stime are the 14th and 15th of the line.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
 /// All CPUs' time since boot, in the kernel's ticks: busy and in all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Jiffies {
@@ -230,5 +249,29 @@ mod tests {
         assert!(used.process >= Duration::from_millis(10), "{used:?}");
         assert!(used.machine_busy.is_some_and(|b| b > 0.0 && b <= 1.0), "{used:?}");
         assert!((used.process_us_per(1000) - used.process.as_secs_f64() * 1e3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_named_thread_s_cpu_time_is_counted_and_others_are_not() {
+        let spin = |name: &str| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(|| {
+                    let started = Instant::now();
+                    let mut x = 0u64;
+                    while started.elapsed() < Duration::from_millis(300) {
+                        x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                    }
+                    std::thread::park();
+                })
+                .unwrap()
+        };
+        let spinner = spin("cputest-spinner");
+        std::thread::sleep(Duration::from_millis(400));
+        let counted = threads_cpu_time("cputest-spin");
+        assert!(counted >= Duration::from_millis(50) && counted <= Duration::from_millis(500), "{counted:?}");
+        assert_eq!(threads_cpu_time("cputest-nobody"), Duration::ZERO);
+        spinner.thread().unpark();
+        spinner.join().unwrap();
     }
 }

@@ -10,6 +10,8 @@ fn smoke_run_measures_every_figure_and_every_check_passes() {
     for figure in [
         "create-message throughput",
         "create-message with an Idempotency-Key",
+        "create-message with 20 stream subscribers",
+        "create-to-delivered latency, 20 subscribers",
         "durable floor",
         "create-message latency, closed loop",
         "create-chat throughput",
@@ -32,6 +34,29 @@ fn smoke_run_measures_every_figure_and_every_check_passes() {
         );
     }
     assert_cpu_note(&report, "chatd and the load generator");
+    assert_every_subscriber_got_every_message(&report);
+}
+
+/// The stream rows (`--streams`, 20 subscribers in the smoke run): each subscriber received
+/// each message created in its chat, once (the benchmark's own check: in order), and the
+/// latency has one sample per delivery.
+fn assert_every_subscriber_got_every_message(report: &chatd_bench::Report) {
+    for figure in ["create-message with 20 stream subscribers", "create-to-delivered latency, 20 subscribers"]
+    {
+        let row = report.rows.iter().find(|r| r.figure.starts_with(figure)).expect("the row");
+        let after = |label: &str| -> u64 {
+            let before = row.value.split(label).next().expect("the label");
+            before.rsplit([' ', '(', ';']).find(|w| !w.is_empty()).expect(label).parse().expect(label)
+        };
+        let (followed, delivered) =
+            (after(" of the creates in the followed chat"), after(" events delivered"));
+        assert!(followed > 0, "{}", row.value);
+        assert!(row.value.contains("); 0 of 20 subscribers ended"), "{}", row.value);
+        assert_eq!(delivered, 20 * followed, "{}", row.value);
+        if figure.starts_with("create-to-delivered") {
+            assert_eq!(after(" deliveries"), delivered, "{}", row.value);
+        }
+    }
 }
 
 /// The note of what a create costs in CPU: five runs (chatd and the baseline, each at full
@@ -73,7 +98,10 @@ fn smoke_run_against_a_given_url_measures_over_http_and_skips_what_needs_chatd_s
     assert!(report.checks_passed, "{}", report.markdown());
     let has = |figure: &str| report.rows.iter().any(|r| r.figure.starts_with(figure));
     assert!(
-        has("create-message throughput") && has("durable floor") && has("create-to-searchable lag"),
+        has("create-message throughput")
+            && has("durable floor")
+            && has("create-to-searchable lag")
+            && has("create-to-delivered latency, 20 subscribers"),
         "{}",
         report.markdown()
     );
@@ -234,6 +262,8 @@ fn smoke_run_on_postgres_measures_the_scale_out_rows_and_every_create_succeeds()
         "pgbench: one transaction per create",
         "create-message throughput ÷ pgbench's",
         "create-message with an Idempotency-Key",
+        "create-message with 20 stream subscribers",
+        "create-to-delivered latency, 20 subscribers",
         "create-message latency, closed loop",
         "create-chat throughput",
         "create-message latency at half the max rate",
@@ -262,6 +292,7 @@ fn smoke_run_on_postgres_measures_the_scale_out_rows_and_every_create_succeeds()
     assert_eq!(goal("create-message throughput ÷ pgbench's"), Some("≥ 3"));
     assert_eq!(goal("create-message latency at half the max rate"), Some("p99 ≤ 20 ms"));
     assert_eq!(goal("search, an absent word"), Some("p99 ≤ 50 ms"));
+    assert_every_subscriber_got_every_message(&report);
 
     // The creates went through chatd's PostgreSQL writer, and pgbench committed its own.
     let numbers = |figure: &str| -> Vec<f64> {
