@@ -49,20 +49,26 @@ struct Received {
     out_of_order: u64,
     last: Option<i64>,
     bursts: Vec<Burst>,
+    /// The `id:` of the event being read, until its `event:` line says what it names: a
+    /// message, or the position an `end` event hands back (no message).
+    pending: Option<i64>,
 }
 
 impl Received {
-    /// Scans complete lines for event ids and `end` events; returns whether an `end` came.
+    /// Scans complete lines for `message` events' ids and `end` events (chatd writes an
+    /// event's `id:` before its `event:`); returns whether an `end` came.
     fn scan(&mut self, lines: &[u8], at: u64) -> bool {
         let mut ended = false;
         for line in lines.split(|b| *b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if let Some(id) = line.strip_prefix(b"id:") {
-                let id = std::str::from_utf8(id).ok().and_then(|s| s.trim_start().parse::<i64>().ok());
-                if let Some(id) = id {
+                self.pending = std::str::from_utf8(id).ok().and_then(|s| s.trim_start().parse::<i64>().ok());
+            } else if line == b"event: message" {
+                if let Some(id) = self.pending.take() {
                     self.message(id, at);
                 }
             } else if line == b"event: end" {
+                self.pending = None;
                 self.ended += 1;
                 ended = true;
             }
@@ -264,7 +270,8 @@ mod tests {
         let read = b"9f\r\nid: 7\nevent: message\ndata: {\"number\":7}\n\n\r\n10\r\nid: 8\nevent: message\n";
         assert!(!r.scan(read, 100));
         assert!(!r.scan(b":\n\nid:10\nevent: message\ndata: {}\n", 200));
-        assert!(r.scan(b"event: end\nretry: 1000\ndata: {\"reason\":\"lagged\"}", 300));
+        assert!(!r.scan(b"data: {}\n\nevent: edit\ndata: {\"number\":7}\n", 250));
+        assert!(r.scan(b"id: 10\nevent: end\nretry: 1000\ndata: {\"reason\":\"lagged\"}", 300));
         assert_eq!((r.events, r.ended, r.out_of_order, r.last), (3, 1, 1, Some(10)));
         let bursts: Vec<_> = r.bursts.iter().map(|b| (b.first, b.last, b.at)).collect();
         assert_eq!(bursts, [(7, 8, 100), (10, 10, 200)]);

@@ -120,8 +120,6 @@ fn chat_row(db: &Connection, token: &AppToken, chat: ChatNumber) -> StoreResult<
     }
 }
 
-// ---------------------------------------------------------------- writes (writer thread)
-
 // ---------------------------------------------------------------- idempotency keys (writer thread)
 
 /// The scope of the keys of application creates; applications' row ids start at 1.

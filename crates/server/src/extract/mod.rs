@@ -4,6 +4,7 @@
 //! - [`Params`]: `name` and `body`, from the query string, a JSON body or a form body;
 //! - [`AppPath`], [`ChatPath`], [`MessagePath`]: a route's token and numbers, parsed;
 //! - [`ListQuery`] and [`SearchQuery`]: the query strings of lists and of search;
+//! - [`StreamFrom`]: where a live stream starts (`Last-Event-ID` or `?after`);
 //! - [`RetryKey`]: a create's `Idempotency-Key` header.
 
 mod header;
@@ -15,8 +16,7 @@ mod urlencoded;
 pub use header::RetryKey;
 pub use params::Params;
 pub use path::{AppPath, ChatPath, MessagePath};
-pub use query::{ListQuery, SearchQuery};
-pub(crate) use urlencoded::query_pairs;
+pub use query::{ListQuery, SearchQuery, StreamFrom};
 
 use crate::error::ApiError;
 

@@ -77,6 +77,30 @@ impl ListQuery {
     }
 }
 
+/// Where a live stream starts (SPEC §8): after `Last-Event-ID` (a reconnecting client; it
+/// wins), else after `?after`, else (`None`) with the next message created.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamFrom(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for StreamFrom {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        const HEADER: &str = "Last-Event-ID";
+        let raw = match parts.headers.get(HEADER) {
+            Some(header) => {
+                let raw = header.to_str().map_err(|_| {
+                    ApiError::bad_request(Some(HEADER), format!("{HEADER} must be a message number"))
+                })?;
+                Some((raw.trim().to_owned(), HEADER))
+            }
+            None => query_pairs(parts)?.remove("after").map(|raw| (raw, "after")),
+        };
+        let bound = raw.map(|(raw, field)| number::<NumberBound>(&raw, field)).transpose()?;
+        Ok(StreamFrom(bound.map(NumberBound::get)))
+    }
+}
+
 /// `keyword` (or `q`), `limit` (1–1000, default 50) and `offset` of a search (SPEC §5).
 #[derive(Debug)]
 pub struct SearchQuery(pub SearchRequest);

@@ -34,6 +34,6 @@ pub(super) fn pairs(raw: &[u8], source: &str) -> Result<HashMap<String, String>,
 }
 
 /// The parameters of a query string.
-pub(crate) fn query_pairs(parts: &Parts) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn query_pairs(parts: &Parts) -> Result<HashMap<String, String>, ApiError> {
     pairs(parts.uri.query().unwrap_or("").as_bytes(), "query string")
 }

@@ -18,8 +18,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chatd_core::feed::{ChatEvent, Ended, EventKind, Subscription};
@@ -29,7 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::{ApiResult, AppState};
 use crate::error::ApiError;
-use crate::extract::ChatPath;
+use crate::extract::{ChatPath, StreamFrom};
 use crate::metrics::OpenStream;
 use crate::openapi::{BadRequest, NoChat};
 use crate::views::MessageView;
@@ -38,34 +37,6 @@ use crate::views::MessageView;
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// How long a client waits before reconnecting after an `end` event.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
-
-/// Where a stream starts: after `Last-Event-ID` (a reconnecting client), else after
-/// `?after`, else with the next message created.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamFrom(Option<i64>);
-
-impl<S: Send + Sync> FromRequestParts<S> for StreamFrom {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let bound = |raw: &str, field: &'static str| {
-            raw.parse::<NumberBound>()
-                .map(|b| StreamFrom(Some(b.get())))
-                .map_err(|why| ApiError::bad_request(Some(field), format!("{field} {why}")))
-        };
-        if let Some(header) = parts.headers.get("last-event-id") {
-            let raw = header.to_str().map_err(|_| {
-                ApiError::bad_request(Some("Last-Event-ID"), "Last-Event-ID must be a message number")
-            })?;
-            return bound(raw.trim(), "Last-Event-ID");
-        }
-        let mut query = crate::extract::query_pairs(parts)?;
-        match query.remove("after") {
-            Some(raw) => bound(&raw, "after"),
-            None => Ok(StreamFrom(None)),
-        }
-    }
-}
 
 /// Follow a chat's messages live (server-sent events).
 #[utoipa::path(
@@ -76,7 +47,7 @@ impl<S: Send + Sync> FromRequestParts<S> for StreamFrom {
         ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "What a reconnecting client received last; wins over `after`."),
     ),
     responses(
-        (status = 200, content_type = "text/event-stream", description = "Events `message` and `edit` (`id`: the message's number, `data`: the message), comments at least every 15 s, and a last `end` event before chatd closes the stream (the client reconnects with `Last-Event-ID`)."),
+        (status = 200, content_type = "text/event-stream", description = "Events `message` (`id`: its number) and `edit` (no `id`), each with the message as `data`; comments at least every 15 s; a last `end` event (`id`: the position to resume from) before chatd closes the stream (the client reconnects with `Last-Event-ID`)."),
         (status = 400, response = BadRequest),
         (status = 404, response = NoChat),
     )
@@ -154,7 +125,7 @@ impl Follow {
             }
             if self.catching_up {
                 if let Err(e) = self.read_backlog(None).await {
-                    self.end(unavailable(&e));
+                    self.fail(&e);
                 }
                 continue;
             }
@@ -165,7 +136,7 @@ impl Follow {
             match received {
                 Some(Ok(event)) => {
                     if let Err(e) = self.accept(&event).await {
-                        self.end(unavailable(&e));
+                        self.fail(&e);
                     }
                 }
                 Some(Err(Ended::Lagged)) => self.end("lagged"),
@@ -178,7 +149,6 @@ impl Follow {
     /// Queues a live event, reading first from the catalog what it would skip.
     async fn accept(&mut self, event: &ChatEvent) -> Result<(), ApiError> {
         let number = event.message.number.get();
-        let live = |event: &ChatEvent| event.rendered(render).to_owned();
         let last = self.last;
         match event.kind {
             EventKind::Message if number <= last => {}
@@ -186,9 +156,9 @@ impl Follow {
                 if number > last + 1 {
                     self.read_backlog(Some(number)).await?;
                 }
-                self.send(EventKind::Message, number, live(event));
+                self.send(EventKind::Message, number, event.rendered(render));
             }
-            EventKind::Edit if number <= last => self.send(EventKind::Edit, number, live(event)),
+            EventKind::Edit if number <= last => self.send(EventKind::Edit, number, event.rendered(render)),
             // An edit of a message not sent yet: the catalog has it, edited.
             EventKind::Edit => self.read_backlog(Some(number + 1)).await?,
         }
@@ -208,7 +178,7 @@ impl Follow {
             };
             let listed = self.catalog.messages(self.token.clone(), self.chat, page).await?;
             for message in &listed.items {
-                self.send(EventKind::Message, message.number.get(), render(message));
+                self.send(EventKind::Message, message.number.get(), &render(message));
             }
             match (listed.more, before) {
                 (false, None) => self.catching_up = false,
@@ -220,7 +190,7 @@ impl Follow {
         }
     }
 
-    fn send(&mut self, kind: EventKind, number: i64, data: String) {
+    fn send(&mut self, kind: EventKind, number: i64, data: &str) {
         // Only a message moves the stream's position: an edit carries no `id`, so that a
         // client (`EventSource` keeps the last `id` it saw) resumes after the newest message,
         // not after an older one that was edited; its data names the message.
@@ -243,12 +213,12 @@ impl Follow {
         self.queue.push_back(event.data(data));
         self.ended = true;
     }
-}
 
-/// The `end` reason for an error while reading.
-fn unavailable(e: &ApiError) -> &'static str {
-    tracing::warn!(error = %e, "a stream could not read its chat; ending it");
-    "unavailable"
+    /// Ends the stream after storage failed a read.
+    fn fail(&mut self, e: &ApiError) {
+        tracing::warn!(error = %e, "a stream could not read its chat; ending it");
+        self.end("unavailable");
+    }
 }
 
 fn bound(n: i64) -> Result<NumberBound, ApiError> {

@@ -317,7 +317,7 @@ async fn an_idle_stream_gets_a_comment_within_fifteen_seconds() {
     let (app, token) = app_with_chat().await;
     let mut stream = Stream::open(&app, &token, 1, None, None).await;
     let started = tokio::time::Instant::now();
-    // A comment alone is no event: wait for the creation that follows it.
+    // A comment alone is no event, so `next` would not return it: read the raw chunks.
     let comment = async {
         while stream.comments == 0 {
             match stream.response.chunk().await.unwrap() {
