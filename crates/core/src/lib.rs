@@ -15,6 +15,8 @@
 //! - [`search`]: partial-text matching (SPEC §5) and the ports a search index and its
 //!   store implement.
 //! - [`idempotency`]: `Idempotency-Key`s and the fingerprints stored with them (SPEC §8).
+//! - [`import`]: `chatd import` from the old system (SPEC §9): its rules, the ports of its
+//!   source and target, and the run that drives them.
 //! - [`progress`]: a counter threads wait on (commit → index).
 //! - [`stats`]: counters of a writer's group commits.
 //!
@@ -38,6 +40,7 @@ pub mod domain;
 pub mod error;
 pub mod feed;
 pub mod idempotency;
+pub mod import;
 pub mod page;
 pub mod ports;
 pub mod progress;
