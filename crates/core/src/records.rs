@@ -56,6 +56,9 @@ pub struct Chat {
     pub number: ChatNumber,
     /// Number of messages; exact at every commit in the embedded mode.
     pub messages_count: i64,
+    /// The highest message number (0: none). New messages are numbered after it. It equals
+    /// `messages_count` except in a chat imported with gaps in its numbers (SPEC §9).
+    pub last_number: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

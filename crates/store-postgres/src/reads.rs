@@ -74,6 +74,8 @@ fn chat_from(row: &PgRow) -> StoreResult<Chat> {
     Ok(Chat {
         number: number(row, "number")?,
         messages_count: row.try_get("messages_count").map_err(map)?,
+        // Until chats keep their highest number apart from their count (import).
+        last_number: row.try_get("messages_count").map_err(map)?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })

@@ -482,6 +482,7 @@ fn chat_from_row(r: &Row<'_>) -> rusqlite::Result<Chat> {
     Ok(Chat {
         number: number(r, 0)?,
         messages_count: r.get(1)?,
+        last_number: r.get(1)?,
         created_at: time(r, 2)?,
         updated_at: time(r, 3)?,
     })

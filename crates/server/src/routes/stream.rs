@@ -63,15 +63,15 @@ pub(super) async fn stream_messages(
     // scale-out mode an event committed just before may still be on its way to this
     // instance); a position beyond it (a client of a chat restored from a backup) would
     // skip the messages that will take those numbers, so the stream starts at the newest.
-    let count = s.catalog.chat(path.token.clone(), path.chat).await?.messages_count;
-    let last = after.map_or(count, |after| after.min(count));
+    let newest = s.catalog.chat(path.token.clone(), path.chat).await?.last_number;
+    let last = after.map_or(newest, |after| after.min(newest));
     let follow = Follow {
         catalog: s.catalog.clone(),
         token: path.token,
         chat: path.chat,
         subscription,
         last,
-        catching_up: last < count,
+        catching_up: last < newest,
         queue: VecDeque::new(),
         stopping: s.stopping.clone(),
         ended: false,
