@@ -255,3 +255,36 @@ pub fn rebuild(
     catch_up(index, &mut writer, feed, &mut at, 8192, Duration::ZERO, Some(progress))?;
     Ok(at.committed)
 }
+
+/// The index's writer, held by a command that writes the database offline (`chatd import`)
+/// from its start to its end: a server cannot start on the directory meanwhile (it needs
+/// the writer), nor can `chatd reindex` or another import.
+pub struct IndexLock {
+    writer: tantivy::IndexWriter,
+}
+
+impl std::fmt::Debug for IndexLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IndexLock").finish_non_exhaustive()
+    }
+}
+
+impl SearchIndex {
+    /// Takes the index's writer; fails (`Unavailable`) while a server or command holds it.
+    pub fn lock(&self) -> StoreResult<IndexLock> {
+        Ok(IndexLock { writer: self.writer()? })
+    }
+}
+
+/// Indexes every change after what the index covers, and commits; returns the sequence
+/// covered. `progress` is told the sequence reached at each commit.
+pub fn catch_up_offline(
+    index: &SearchIndex,
+    lock: &mut IndexLock,
+    feed: &dyn ChangeFeed,
+    progress: &mut dyn FnMut(i64),
+) -> StoreResult<i64> {
+    let mut at = Position::new(index.indexed_seq()?, Duration::ZERO);
+    catch_up(index, &mut lock.writer, feed, &mut at, 8192, Duration::ZERO, Some(progress))?;
+    Ok(at.committed)
+}

@@ -35,7 +35,7 @@ use tantivy::{
     Term,
 };
 
-pub use indexer::{Indexer, IndexerOptions, rebuild};
+pub use indexer::{IndexLock, Indexer, IndexerOptions, catch_up_offline, rebuild};
 
 /// The fields of the schema.
 #[derive(Debug, Clone, Copy)]

@@ -13,7 +13,7 @@ use crate::{DB_FILE, Durability, queries, schema};
 /// Loads data straight into the database, bypassing the writer: for benchmarks and bulk
 /// imports. Rows go in through the writer's own statements (`queries::append_chat`,
 /// `queries::append_message`), so they keep every invariant the writer keeps (numbers
-/// from the counts, counts exact, change sequence stamped), in large transactions with
+/// from the parents' highest numbers, counts exact, change sequence stamped), in large transactions with
 /// `synchronous=OFF`. No server may have the data directory open meanwhile. After an
 /// error, drop the loader rather than finish it: the rows since its last commit are then
 /// rolled back, whatever part of a row the error left.
@@ -65,16 +65,16 @@ impl BulkLoader {
     /// Adds the next chat of an application; returns its number and internal id.
     pub fn chat(&mut self, application: i64) -> StoreResult<(ChatNumber, i64)> {
         self.row(|db, ctx| {
-            let count = queries::chats_count(db, application)?;
-            queries::append_chat(db, ctx, application, count)
+            let last = queries::last_chat_number(db, application)?;
+            queries::append_chat(db, ctx, application, last)
         })
     }
 
     /// Appends a message to a chat; returns its number.
     pub fn message(&mut self, chat: i64, body: &MessageBody) -> StoreResult<MessageNumber> {
         self.row(|db, ctx| {
-            let count = queries::messages_count(db, chat)?;
-            queries::append_message(db, ctx, chat, count, body)
+            let last = queries::last_message_number(db, chat)?;
+            queries::append_message(db, ctx, chat, last, body)
         })
     }
 

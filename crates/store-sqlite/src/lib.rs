@@ -9,8 +9,9 @@
 //!
 //! [`SqliteStore`] (in `store`) implements both [`Ingest`] and [`Catalog`]. Beside it:
 //! `connection` opens the database and sets its pragmas, [`SqliteSource`] (in `source`)
-//! reads for the search side, and [`BulkLoader`] (in `bulk`) loads rows without the writer
-//! thread. The SQL itself lives in `queries`, the schema in `schema`.
+//! reads for the search side, [`BulkLoader`] (in `bulk`) loads rows without the writer
+//! thread, and [`SqliteImportTarget`] (in `import`) is where `chatd import` writes. The SQL
+//! itself lives in `queries`, the schema in `schema`.
 //!
 //! [`Ingest`]: chatd_core::Ingest
 //! [`Catalog`]: chatd_core::Catalog
@@ -18,6 +19,7 @@
 
 mod bulk;
 mod connection;
+mod import;
 mod queries;
 mod readers;
 mod schema;
@@ -28,6 +30,7 @@ mod writer;
 pub use bulk::BulkLoader;
 pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
 pub use connection::{DB_FILE, Durability};
+pub use import::SqliteImportTarget;
 pub use readers::LookupStats;
 pub use source::SqliteSource;
 pub use store::{Options, SqliteStore};

@@ -30,7 +30,7 @@ const LIST_APPLICATIONS: [&str; 2] = ordered_pair!(
     WHERE ?1 = ?1 AND id BETWEEN ?2 AND ?3 ORDER BY id"
 );
 const LIST_CHATS: [&str; 2] = ordered_pair!(
-    "SELECT number, messages_count, created_at, updated_at FROM chats \
+    "SELECT number, messages_count, created_at, updated_at, last_message_number FROM chats \
     WHERE application_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
 );
 const LIST_MESSAGES: [&str; 2] = ordered_pair!(
@@ -38,20 +38,22 @@ const LIST_MESSAGES: [&str; 2] = ordered_pair!(
     WHERE chat_id = ?1 AND number BETWEEN ?2 AND ?3 ORDER BY number"
 );
 const APPLICATION_ID: &str = "SELECT id FROM applications WHERE token = ?1";
-const CHAT_ROW: &str = "SELECT c.id, c.messages_count, a.id FROM applications a \
+const CHAT_ROW: &str = "SELECT c.id, c.last_message_number, a.id FROM applications a \
     JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1";
 const INSERT_APPLICATION: &str =
     "INSERT INTO applications (token, name, chats_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
 const RENAME_APPLICATION: &str =
     "UPDATE applications SET name = ?2, updated_at = ?3 WHERE token = ?1 RETURNING chats_count, created_at";
-const APPLICATION_FOR_CHAT: &str = "SELECT id, chats_count FROM applications WHERE token = ?1";
+const APPLICATION_FOR_CHAT: &str = "SELECT id, last_chat_number FROM applications WHERE token = ?1";
 const INSERT_CHAT: &str = "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) VALUES (?1, ?2, 0, ?3, ?3)";
-const BUMP_CHATS_COUNT: &str = "UPDATE applications SET chats_count = ?2 WHERE id = ?1";
+const BUMP_CHATS_COUNT: &str =
+    "UPDATE applications SET chats_count = chats_count + 1, last_chat_number = ?2 WHERE id = ?1";
 const INSERT_MESSAGE: &str = "INSERT INTO messages (chat_id, number, body, created_at, updated_at, change_seq, created_seq) \
     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?5)";
-const BUMP_MESSAGES_COUNT: &str = "UPDATE chats SET messages_count = ?2 WHERE id = ?1";
-const CHATS_COUNT: &str = "SELECT chats_count FROM applications WHERE id = ?1";
-const MESSAGES_COUNT: &str = "SELECT messages_count FROM chats WHERE id = ?1";
+const BUMP_MESSAGES_COUNT: &str =
+    "UPDATE chats SET messages_count = messages_count + 1, last_message_number = ?2 WHERE id = ?1";
+const LAST_CHAT_NUMBER: &str = "SELECT last_chat_number FROM applications WHERE id = ?1";
+const LAST_MESSAGE_NUMBER: &str = "SELECT last_message_number FROM chats WHERE id = ?1";
 const UPDATE_MESSAGE: &str = "UPDATE messages SET body = ?3, updated_at = ?4, change_seq = ?5 \
     WHERE chat_id = ?1 AND number = ?2 RETURNING created_at";
 const FIND_KEY: &str = "SELECT fingerprint, resource, token, name, created_at FROM idempotency_keys \
@@ -63,7 +65,8 @@ const SWEEP_KEYS: &str = "DELETE FROM idempotency_keys WHERE (scope, key) IN \
     (SELECT scope, key FROM idempotency_keys WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)";
 const GET_APPLICATION: &str =
     "SELECT token, name, chats_count, created_at, updated_at FROM applications WHERE token = ?1";
-const GET_CHAT: &str = "SELECT c.number, c.messages_count, c.created_at, c.updated_at FROM applications a \
+const GET_CHAT: &str = "SELECT c.number, c.messages_count, c.created_at, c.updated_at, c.last_message_number \
+    FROM applications a \
     JOIN chats c ON c.application_id = a.id AND c.number = ?2 WHERE a.token = ?1";
 const MESSAGES_BY_NUMBERS: &str = "SELECT number, body, created_at, updated_at FROM messages \
     WHERE chat_id = ?1 AND number IN (SELECT value FROM json_each(?2))";
@@ -280,12 +283,12 @@ pub(crate) fn insert_chat(
     token: &AppToken,
     key: Option<RetryKey<'_>>,
 ) -> StoreResult<ChatNumber> {
-    let (app_id, count): (i64, i64) = db
+    let (app_id, last): (i64, i64) = db
         .prepare_cached(APPLICATION_FOR_CHAT)
         .and_then(|mut s| s.query_row([token.as_str()], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .db()?
         .ok_or(StoreError::ApplicationNotFound)?;
-    once(db, ctx, app_id, key, |db, ctx| append_chat(db, ctx, app_id, count).map(|(number, _)| number))
+    once(db, ctx, app_id, key, |db, ctx| append_chat(db, ctx, app_id, last).map(|(number, _)| number))
 }
 
 /// Runs `create` unless `key` names an earlier create in the application `app_id`, whose
@@ -310,16 +313,17 @@ where
     Ok(number)
 }
 
-/// Adds chat number `count + 1` to the application whose row id is `app_id` and whose chat
-/// count, read in this transaction, is `count`; raises the count to match. Returns the new
-/// chat's number and row id. The writer and the bulk loader both number chats here.
+/// Adds chat number `last + 1` to the application whose row id is `app_id` and whose highest
+/// chat number, read in this transaction, is `last`; counts it and makes it the highest.
+/// Returns the new chat's number and row id. The writer and the bulk loader both number
+/// chats here.
 pub(crate) fn append_chat(
     db: &Connection,
     ctx: &mut WriteCtx,
     app_id: i64,
-    count: i64,
+    last: i64,
 ) -> StoreResult<(ChatNumber, i64)> {
-    let number = count + 1;
+    let number = last + 1;
     let now = ctx.now.as_millis();
     db.prepare_cached(INSERT_CHAT).and_then(|mut s| s.execute(params![app_id, number, now])).db()?;
     let id = db.last_insert_rowid();
@@ -335,21 +339,22 @@ pub(crate) fn insert_message(
     body: &MessageBody,
     key: Option<RetryKey<'_>>,
 ) -> StoreResult<MessageNumber> {
-    let (chat_id, count, app_id) = chat_row(db, token, chat)?;
-    once(db, ctx, app_id, key, |db, ctx| append_message(db, ctx, chat_id, count, body))
+    let (chat_id, last, app_id) = chat_row(db, token, chat)?;
+    once(db, ctx, app_id, key, |db, ctx| append_message(db, ctx, chat_id, last, body))
 }
 
-/// Adds message number `count + 1` to the chat whose row id is `chat_id` and whose message
-/// count, read in this transaction, is `count`, stamped with the next change sequence;
-/// raises the count to match. The writer and the bulk loader both number messages here.
+/// Adds message number `last + 1` to the chat whose row id is `chat_id` and whose highest
+/// message number, read in this transaction, is `last`, stamped with the next change
+/// sequence; counts it and makes it the highest. The writer and the bulk loader both number
+/// messages here.
 pub(crate) fn append_message(
     db: &Connection,
     ctx: &mut WriteCtx,
     chat_id: i64,
-    count: i64,
+    last: i64,
     body: &MessageBody,
 ) -> StoreResult<MessageNumber> {
-    let number = count + 1;
+    let number = last + 1;
     let now = ctx.now.as_millis();
     let seq = ctx.next_seq();
     db.prepare_cached(INSERT_MESSAGE)
@@ -405,19 +410,19 @@ pub(crate) fn probe_write(db: &Connection) -> StoreResult<()> {
     db.execute_batch(&format!("PRAGMA application_id = {id}")).db()
 }
 
-// ---------------------------------------------------------------- counts by row id (bulk loader)
+// ---------------------------------------------------------------- highest numbers by row id (bulk loader)
 
-/// The chat count of the application whose row id is `app_id`.
-pub(crate) fn chats_count(db: &Connection, app_id: i64) -> StoreResult<i64> {
-    count(db, CHATS_COUNT, app_id)?.ok_or(StoreError::ApplicationNotFound)
+/// The highest chat number of the application whose row id is `app_id`.
+pub(crate) fn last_chat_number(db: &Connection, app_id: i64) -> StoreResult<i64> {
+    by_id(db, LAST_CHAT_NUMBER, app_id)?.ok_or(StoreError::ApplicationNotFound)
 }
 
-/// The message count of the chat whose row id is `chat_id`.
-pub(crate) fn messages_count(db: &Connection, chat_id: i64) -> StoreResult<i64> {
-    count(db, MESSAGES_COUNT, chat_id)?.ok_or(StoreError::ChatNotFound)
+/// The highest message number of the chat whose row id is `chat_id`.
+pub(crate) fn last_message_number(db: &Connection, chat_id: i64) -> StoreResult<i64> {
+    by_id(db, LAST_MESSAGE_NUMBER, chat_id)?.ok_or(StoreError::ChatNotFound)
 }
 
-fn count(db: &Connection, sql: &str, id: i64) -> StoreResult<Option<i64>> {
+fn by_id(db: &Connection, sql: &str, id: i64) -> StoreResult<Option<i64>> {
     db.prepare_cached(sql).and_then(|mut s| s.query_row([id], |r| r.get(0)).optional()).db()
 }
 
@@ -482,7 +487,7 @@ fn chat_from_row(r: &Row<'_>) -> rusqlite::Result<Chat> {
     Ok(Chat {
         number: number(r, 0)?,
         messages_count: r.get(1)?,
-        last_number: r.get(1)?,
+        last_number: r.get(4)?,
         created_at: time(r, 2)?,
         updated_at: time(r, 3)?,
     })
@@ -615,8 +620,8 @@ mod tests {
             BUMP_CHATS_COUNT,
             INSERT_MESSAGE,
             BUMP_MESSAGES_COUNT,
-            CHATS_COUNT,
-            MESSAGES_COUNT,
+            LAST_CHAT_NUMBER,
+            LAST_MESSAGE_NUMBER,
             UPDATE_MESSAGE,
             GET_APPLICATION,
             GET_CHAT,

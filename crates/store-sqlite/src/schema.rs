@@ -10,7 +10,8 @@ const MIGRATIONS: &[&str] = &[
     //
     // Numbers come from the parent's count column (`chats_count + 1`, `messages_count + 1`),
     // read and written by the single writer in the same transaction as the insert; chats and
-    // messages are never deleted, so count and highest number stay equal. The unique
+    // messages are never deleted, so count and highest number stay equal (until version 4,
+    // which keeps the highest number apart). The unique
     // constraints are the backstop. `change_seq` stamps every insert and edit of a message
     // in commit order, so a search index can follow the table (see `messages_change_seq`).
     r#"
@@ -67,6 +68,60 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (scope, key)
     ) WITHOUT ROWID;
     CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+    "#,
+    // 4: `chatd import` (SPEC §9). Imported parents may have gaps in their numbers, so each
+    // keeps its highest number apart from its count, and new rows are numbered after it.
+    // The `import_*` tables are the import's own: the sources it read (by name), each
+    // step's checkpoint (the last legacy id written, and rows written), where legacy
+    // applications and chats went, the rows left for renumbering, and a note for every rule
+    // applied to a row. Each is written in the transaction of the rows it describes.
+    r#"
+    ALTER TABLE applications ADD COLUMN last_chat_number INTEGER NOT NULL DEFAULT 0;
+    UPDATE applications SET last_chat_number = chats_count;
+    ALTER TABLE chats ADD COLUMN last_message_number INTEGER NOT NULL DEFAULT 0;
+    UPDATE chats SET last_message_number = messages_count;
+    CREATE TABLE import_sources (
+        id   INTEGER PRIMARY KEY,
+        name TEXT    NOT NULL UNIQUE
+    );
+    CREATE TABLE import_checkpoints (
+        source  INTEGER NOT NULL,
+        step    TEXT    NOT NULL,
+        after   INTEGER NOT NULL,
+        written INTEGER NOT NULL,
+        PRIMARY KEY (source, step)
+    ) WITHOUT ROWID;
+    CREATE TABLE import_applications (
+        source         INTEGER NOT NULL,
+        legacy_id      INTEGER NOT NULL,
+        application_id INTEGER NOT NULL,
+        old_count      INTEGER,
+        PRIMARY KEY (source, legacy_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE import_chats (
+        source         INTEGER NOT NULL,
+        legacy_id      INTEGER NOT NULL,
+        chat_id        INTEGER NOT NULL,
+        application_id INTEGER NOT NULL,
+        old_count      INTEGER,
+        PRIMARY KEY (source, legacy_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE import_deferred (
+        source    INTEGER NOT NULL,
+        tbl       TEXT    NOT NULL,
+        legacy_id INTEGER NOT NULL,
+        PRIMARY KEY (source, tbl, legacy_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE import_notes (
+        source     INTEGER NOT NULL,
+        tbl        TEXT    NOT NULL,
+        legacy_id  INTEGER NOT NULL,
+        kind       TEXT    NOT NULL,
+        parent     INTEGER,
+        old_number INTEGER,
+        new_number INTEGER,
+        PRIMARY KEY (source, tbl, legacy_id, kind)
+    ) WITHOUT ROWID;
     "#,
 ];
 
