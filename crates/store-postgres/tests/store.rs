@@ -148,6 +148,42 @@ async fn a_retry_in_a_batch_leaves_the_keys_of_its_batch_mates_naming_their_numb
     s.close().await;
 }
 
+/// An imported parent may have gaps in its numbers: its last number above its count. New
+/// rows are numbered after the last number, and the count stays the number of rows.
+#[tokio::test]
+async fn new_rows_are_numbered_after_the_parents_last_number_with_exact_counts() {
+    let url = database();
+    let s = store(&url).await;
+    let app = s.create_application(name("app"), None).await.unwrap().token;
+    s.create_chat(app.clone(), None).await.unwrap();
+    for b in ["one", "two"] {
+        s.create_message(app.clone(), chat(1), body(b), None).await.unwrap();
+    }
+    // As an import leaves them: chats 1 and 4 of the application, messages 1, 2 and 7 of
+    // the chat, with the missing numbers lost.
+    chatd_pg_testing::TestPostgres::shared()
+        .psql(&url, "UPDATE applications SET last_chat_number = 4; UPDATE chats SET last_message_number = 7")
+        .unwrap();
+
+    let (m, c) = tokio::join!(
+        s.create_message(app.clone(), chat(1), body("three"), None),
+        s.create_chat(app.clone(), None)
+    );
+    assert_eq!((m.unwrap().get(), c.unwrap().get()), (8, 5));
+    let m = s.create_message(app.clone(), chat(1), body("four"), None).await.unwrap();
+    assert_eq!(m.get(), 9);
+    let c = s.create_chat(app.clone(), None).await.unwrap();
+    assert_eq!(c.get(), 6);
+
+    let read = s.chat(app.clone(), chat(1)).await.unwrap();
+    assert_eq!((read.messages_count, read.last_number), (4, 9));
+    assert_eq!(s.application(app.clone()).await.unwrap().chats_count, 3);
+    let listed = s.chats(app.clone(), Page::default()).await.unwrap();
+    let chats: Vec<(i64, i64)> = listed.items.iter().map(|c| (c.number.get(), c.last_number)).collect();
+    assert_eq!(chats, [(1, 9), (5, 0), (6, 0)]);
+    s.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_by_number_in_both_orders_with_zero_and_far_bounds() {
     let s = store(&database()).await;
