@@ -13,12 +13,14 @@
 //! - Live events go through [`feed`]: each batch notifies what it wrote, and every instance
 //!   listens and reads the rows its streams follow.
 //!
+//! - `chatd import` writes through [`PgImportTarget`], on a connection of its own.
 //!
 //! [`PgStore`] implements [`Ingest`], [`Catalog`], [`Search`] and [`Feed`].
 #![forbid(unsafe_code)]
 
 mod error;
 mod feed;
+mod import;
 mod reads;
 mod search;
 mod writer;
@@ -40,6 +42,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
 pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
+pub use import::PgImportTarget;
 pub use search::{NEWEST_WHOLE_WORD_CANDIDATES, SEARCH_CANDIDATES, WHOLE_WORD_CANDIDATES};
 
 /// Settings of the PostgreSQL store.

@@ -1,5 +1,6 @@
 //! The PostgreSQL store against a real PostgreSQL: numbering under concurrency across
-//! instances, the typed refusals, lists, and search equal to the core's matcher.
+//! instances, the typed refusals, lists, search equal to the core's matcher, and the
+//! import's target ([`import`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use chatd_core::{
     NumberBound, Order, Page, Search, StoreError,
 };
 use chatd_store_postgres::{Options, PgStore};
+
+#[path = "store/import.rs"]
+mod import;
 
 async fn store(url: &str) -> PgStore {
     PgStore::connect(&Options::new(url)).await.expect("the store connects and migrates")
