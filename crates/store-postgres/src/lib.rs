@@ -13,11 +13,14 @@
 //! - Live events go through [`feed`]: each batch notifies what it wrote, and every instance
 //!   listens and reads the rows its streams follow.
 //!
+//! - `chatd import` writes through [`PgImportTarget`], on a connection of its own.
+//!
 //! [`PgStore`] implements [`Ingest`], [`Catalog`], [`Search`] and [`Feed`].
 #![forbid(unsafe_code)]
 
 mod error;
 mod feed;
+mod import;
 mod reads;
 mod search;
 mod writer;
@@ -35,10 +38,11 @@ use chatd_core::{
     AppName, AppToken, Application, Catalog, Chat, ChatNumber, Feed, IdempotencyKey, Ingest, Listed, Message,
     MessageBody, MessageNumber, NumberBound, Page, Search, StoreError,
 };
-use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool};
 
 pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
+pub use import::PgImportTarget;
 pub use search::{NEWEST_WHOLE_WORD_CANDIDATES, SEARCH_CANDIDATES, WHOLE_WORD_CANDIDATES};
 
 /// Settings of the PostgreSQL store.
@@ -93,6 +97,29 @@ pub const SESSION_SETTINGS: [(&str, &str); 5] = [
     ("idle_in_transaction_session_timeout", "20s"),
 ];
 
+/// chatd's settings for a connection to the database at `url`.
+fn connect_options(url: &str) -> StoreResult<PgConnectOptions> {
+    let connect: PgConnectOptions =
+        url.parse().map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
+    Ok(connect.options(SESSION_SETTINGS))
+}
+
+/// Checks that the database can hold chatd's text and brings its schema up to date (several
+/// instances may start at once: the migrator holds an advisory lock meanwhile).
+async fn prepare(db: &mut PgConnection) -> StoreResult<()> {
+    let encoding: String =
+        sqlx::query_scalar("SHOW server_encoding").fetch_one(&mut *db).await.map_err(error::map)?;
+    if encoding != "UTF8" {
+        return Err(StoreError::Unavailable(format!(
+            "the database's encoding is {encoding}: chatd needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
+        )));
+    }
+    sqlx::migrate!("./migrations").run(db).await.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(e) => error::map(e),
+        other => StoreError::Unavailable(format!("migrating the database: {other}")),
+    })
+}
+
 /// Searches running at once per instance; more wait for a turn (as in the embedded mode).
 const SEARCH_CONCURRENCY: usize = 4;
 
@@ -125,28 +152,14 @@ impl PgStore {
     /// Connects, brings the schema up to date (several instances may start at once: the
     /// migrator holds an advisory lock), and starts the writer task.
     pub async fn connect(options: &Options) -> Result<Self, StoreError> {
-        let connect: PgConnectOptions = options
-            .url
-            .parse()
-            .map_err(|e| StoreError::Unavailable(format!("the database URL is not valid: {e}")))?;
-        let connect = connect.options(SESSION_SETTINGS);
+        let connect = connect_options(&options.url)?;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await
             .map_err(error::map)?;
-        let encoding: String =
-            sqlx::query_scalar("SHOW server_encoding").fetch_one(&pool).await.map_err(error::map)?;
-        if encoding != "UTF8" {
-            return Err(StoreError::Unavailable(format!(
-                "the database's encoding is {encoding}: chatd needs UTF8 (CREATE DATABASE … ENCODING 'UTF8')"
-            )));
-        }
-        sqlx::migrate!("./migrations").run(&pool).await.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => error::map(e),
-            other => StoreError::Unavailable(format!("migrating the database: {other}")),
-        })?;
+        prepare(&mut *pool.acquire().await.map_err(error::map)?).await?;
         let write_pool = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(options.acquire_timeout)

@@ -24,7 +24,7 @@ const LIST_APPLICATIONS: [&str; 2] = ordered_pair!(
      WHERE $1 = $1 AND id BETWEEN $2 AND $3 ORDER BY id"
 );
 const LIST_CHATS: [&str; 2] = ordered_pair!(
-    "SELECT number, messages_count, created_at, updated_at FROM chats \
+    "SELECT number, messages_count, last_message_number, created_at, updated_at FROM chats \
      WHERE application_id = $1 AND number BETWEEN $2 AND $3 ORDER BY number"
 );
 const LIST_MESSAGES: [&str; 2] = ordered_pair!(
@@ -74,8 +74,7 @@ fn chat_from(row: &PgRow) -> StoreResult<Chat> {
     Ok(Chat {
         number: number(row, "number")?,
         messages_count: row.try_get("messages_count").map_err(map)?,
-        // Until chats keep their highest number apart from their count (import).
-        last_number: row.try_get("messages_count").map_err(map)?,
+        last_number: row.try_get("last_message_number").map_err(map)?,
         created_at: time(row, "created_at")?,
         updated_at: time(row, "updated_at")?,
     })
@@ -171,7 +170,8 @@ pub(crate) async fn applications(
 
 pub(crate) async fn chat(pool: &PgPool, token: &AppToken, chat: ChatNumber) -> StoreResult<Chat> {
     let row = sqlx::query(
-        "SELECT c.number, c.messages_count, c.created_at, c.updated_at FROM applications a \
+        "SELECT c.number, c.messages_count, c.last_message_number, c.created_at, c.updated_at \
+         FROM applications a \
          JOIN chats c ON c.application_id = a.id AND c.number = $2 WHERE a.token = $1",
     )
     .bind(token.as_str())

@@ -9,7 +9,9 @@
 //!    chats in an application deadlocked with batches creating messages in it);
 //! 2. check each job against what it locked (a missing application or chat fails that job
 //!    alone, before anything of it is written);
-//! 3. number the new rows from the locked counts, insert them in bulk, store the counts;
+//! 3. number the new rows after the parents' locked last numbers, insert them in bulk,
+//!    store counts and last numbers (an imported parent may have gaps: its count is not
+//!    its highest number);
 //! 4. COMMIT, then answer every job.
 //!
 //! A batch that fails answers `Unavailable` to each of its jobs, never a success; one that
@@ -275,19 +277,36 @@ impl Answer {
     }
 }
 
-/// A locked application: its id and chat count.
+/// A locked application: its id and its chats' count and highest number.
 #[derive(Debug, Clone, Copy)]
 struct LockedApp {
     id: i64,
-    chats_count: i64,
+    chats: Counter,
 }
 
-/// A locked chat: ids and message count.
+/// A locked chat: ids and its messages' count and highest number.
 #[derive(Debug, Clone, Copy)]
 struct LockedChat {
     id: i64,
     application_id: i64,
-    messages_count: i64,
+    messages: Counter,
+}
+
+/// A parent's rows: how many, and the highest number among them (0: none). Apart only in a
+/// parent imported with gaps in its numbers.
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    count: i64,
+    last: i64,
+}
+
+impl Counter {
+    /// Counts a new row and returns its number: the one after the highest.
+    fn next(&mut self) -> i64 {
+        self.count += 1;
+        self.last += 1;
+        self.last
+    }
 }
 
 /// Runs one batch in one transaction; the answers are in job order.
@@ -322,7 +341,7 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
 
     // 2 and 3. New applications, renames and new chats.
     let mut new_apps = (Vec::new(), Vec::new());
-    let mut chat_counts: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut chat_counts: BTreeMap<i64, Counter> = BTreeMap::new();
     let mut new_chats = (Vec::new(), Vec::new());
     for (i, job) in batch.iter().enumerate().filter(|&(i, _)| !keys.skip[i]) {
         match job {
@@ -341,11 +360,10 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
                 answers[i] = Some(match apps.get(token.as_str()) {
                     None => Answer::Failed(StoreError::ApplicationNotFound),
                     Some(app) => {
-                        let count = chat_counts.entry(app.id).or_insert(app.chats_count);
-                        *count += 1;
+                        let number = chat_counts.entry(app.id).or_insert(app.chats).next();
                         new_chats.0.push(app.id);
-                        new_chats.1.push(*count);
-                        Answer::Chat(ChatNumber::try_from(*count).map_err(StoreError::internal)?)
+                        new_chats.1.push(number);
+                        Answer::Chat(ChatNumber::try_from(number).map_err(StoreError::internal)?)
                     }
                 });
             }
@@ -403,16 +421,15 @@ async fn write_batch(db: &mut PgConnection, batch: &[Write], now: i64) -> Result
     }
 
     // New messages.
-    let mut message_counts: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut message_counts: BTreeMap<i64, Counter> = BTreeMap::new();
     let mut rows = NewMessages::default();
     for (i, job) in batch.iter().enumerate().filter(|&(i, _)| !keys.skip[i]) {
         if let Write::CreateMessage { token, chat, body, normalized, .. } = job {
             answers[i] = Some(match chats.get(&(token.as_str(), chat.get())) {
                 Some(Ok(locked)) => {
-                    let count = message_counts.entry(locked.id).or_insert(locked.messages_count);
-                    *count += 1;
-                    rows.push(locked, *count, body, normalized);
-                    Answer::Message(MessageNumber::try_from(*count).map_err(StoreError::internal)?)
+                    let number = message_counts.entry(locked.id).or_insert(locked.messages).next();
+                    rows.push(locked, number, body, normalized);
+                    Answer::Message(MessageNumber::try_from(number).map_err(StoreError::internal)?)
                 }
                 Some(Err(missing)) => Answer::Failed(missing.error()),
                 None => Answer::Failed(StoreError::internal("a chat the batch needs was not looked up")),
@@ -480,7 +497,8 @@ async fn lock_applications(
         return Ok(HashMap::new());
     }
     let rows = sqlx::query(
-        "SELECT id, token, chats_count FROM applications WHERE token = ANY ($1) ORDER BY id FOR NO KEY UPDATE",
+        "SELECT id, token, chats_count, last_chat_number FROM applications WHERE token = ANY ($1) \
+         ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(tokens)
     .fetch_all(&mut *db)
@@ -489,7 +507,10 @@ async fn lock_applications(
         .map(|r| {
             Ok((
                 r.try_get("token")?,
-                LockedApp { id: r.try_get("id")?, chats_count: r.try_get("chats_count")? },
+                LockedApp {
+                    id: r.try_get("id")?,
+                    chats: Counter { count: r.try_get("chats_count")?, last: r.try_get("last_chat_number")? },
+                },
             ))
         })
         .collect()
@@ -523,7 +544,7 @@ async fn lock_chats<'a>(db: &mut PgConnection, keys: &[(&'a str, i64)]) -> Resul
     let tokens: Vec<&str> = keys.iter().map(|k| k.0).collect();
     let numbers: Vec<i64> = keys.iter().map(|k| k.1).collect();
     let rows = sqlx::query(
-        "SELECT c.id, c.application_id, c.messages_count, a.token, c.number \
+        "SELECT c.id, c.application_id, c.messages_count, c.last_message_number, a.token, c.number \
          FROM chats c JOIN applications a ON a.id = c.application_id \
          WHERE (a.token, c.number) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) \
          ORDER BY c.id FOR NO KEY UPDATE OF c",
@@ -537,7 +558,10 @@ async fn lock_chats<'a>(db: &mut PgConnection, keys: &[(&'a str, i64)]) -> Resul
         let chat = LockedChat {
             id: r.try_get("id")?,
             application_id: r.try_get("application_id")?,
-            messages_count: r.try_get("messages_count")?,
+            messages: Counter {
+                count: r.try_get("messages_count")?,
+                last: r.try_get("last_message_number")?,
+            },
         };
         locked.insert((r.try_get("token")?, r.try_get("number")?), chat);
     }
@@ -567,20 +591,24 @@ async fn lock_chats<'a>(db: &mut PgConnection, keys: &[(&'a str, i64)]) -> Resul
     Ok(found)
 }
 
-const STORE_CHATS_COUNTS: &str = "UPDATE applications AS t SET chats_count = u.count \
-    FROM unnest($1::bigint[], $2::bigint[]) AS u(id, count) WHERE t.id = u.id";
-const STORE_MESSAGES_COUNTS: &str = "UPDATE chats AS t SET messages_count = u.count \
-    FROM unnest($1::bigint[], $2::bigint[]) AS u(id, count) WHERE t.id = u.id";
+const STORE_CHATS_COUNTS: &str = "UPDATE applications AS t SET chats_count = u.count, \
+    last_chat_number = u.last FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, count, last) \
+    WHERE t.id = u.id";
+const STORE_MESSAGES_COUNTS: &str = "UPDATE chats AS t SET messages_count = u.count, \
+    last_message_number = u.last FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(id, count, last) \
+    WHERE t.id = u.id";
 
-/// Stores each parent's new count with `sql` (one of the two statements above).
+/// Stores each parent's new count and last number with `sql` (one of the two statements
+/// above).
 async fn store_counts(
     db: &mut PgConnection,
     sql: &'static str,
-    counts: &BTreeMap<i64, i64>,
+    counts: &BTreeMap<i64, Counter>,
 ) -> Result<(), Failure> {
     let ids: Vec<i64> = counts.keys().copied().collect();
-    let values: Vec<i64> = counts.values().copied().collect();
-    sqlx::query(sql).bind(&ids).bind(&values).execute(&mut *db).await?;
+    let values: Vec<i64> = counts.values().map(|c| c.count).collect();
+    let last: Vec<i64> = counts.values().map(|c| c.last).collect();
+    sqlx::query(sql).bind(&ids).bind(&values).bind(&last).execute(&mut *db).await?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The PostgreSQL store against a real PostgreSQL: numbering under concurrency across
-//! instances, the typed refusals, lists, and search equal to the core's matcher.
+//! instances, the typed refusals, lists, search equal to the core's matcher, and the
+//! import's target ([`import`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -10,6 +11,9 @@ use chatd_core::{
     NumberBound, Order, Page, Search, StoreError,
 };
 use chatd_store_postgres::{Options, PgStore};
+
+#[path = "store/import.rs"]
+mod import;
 
 async fn store(url: &str) -> PgStore {
     PgStore::connect(&Options::new(url)).await.expect("the store connects and migrates")
@@ -145,6 +149,42 @@ async fn a_retry_in_a_batch_leaves_the_keys_of_its_batch_mates_naming_their_numb
     let again = s.create_message(app.clone(), chat(1), body("second"), key("b")).await.unwrap();
     assert_eq!(again.get(), 2, "the key names the message its create got");
     assert_eq!(s.chat(app, chat(1)).await.unwrap().messages_count, 2);
+    s.close().await;
+}
+
+/// An imported parent may have gaps in its numbers: its last number above its count. New
+/// rows are numbered after the last number, and the count stays the number of rows.
+#[tokio::test]
+async fn new_rows_are_numbered_after_the_parents_last_number_with_exact_counts() {
+    let url = database();
+    let s = store(&url).await;
+    let app = s.create_application(name("app"), None).await.unwrap().token;
+    s.create_chat(app.clone(), None).await.unwrap();
+    for b in ["one", "two"] {
+        s.create_message(app.clone(), chat(1), body(b), None).await.unwrap();
+    }
+    // As an import leaves them: chats 1 and 4 of the application, messages 1, 2 and 7 of
+    // the chat, with the missing numbers lost.
+    chatd_pg_testing::TestPostgres::shared()
+        .psql(&url, "UPDATE applications SET last_chat_number = 4; UPDATE chats SET last_message_number = 7")
+        .unwrap();
+
+    let (m, c) = tokio::join!(
+        s.create_message(app.clone(), chat(1), body("three"), None),
+        s.create_chat(app.clone(), None)
+    );
+    assert_eq!((m.unwrap().get(), c.unwrap().get()), (8, 5));
+    let m = s.create_message(app.clone(), chat(1), body("four"), None).await.unwrap();
+    assert_eq!(m.get(), 9);
+    let c = s.create_chat(app.clone(), None).await.unwrap();
+    assert_eq!(c.get(), 6);
+
+    let read = s.chat(app.clone(), chat(1)).await.unwrap();
+    assert_eq!((read.messages_count, read.last_number), (4, 9));
+    assert_eq!(s.application(app.clone()).await.unwrap().chats_count, 3);
+    let listed = s.chats(app.clone(), Page::default()).await.unwrap();
+    let chats: Vec<(i64, i64)> = listed.items.iter().map(|c| (c.number.get(), c.last_number)).collect();
+    assert_eq!(chats, [(1, 9), (5, 0), (6, 0)]);
     s.close().await;
 }
 

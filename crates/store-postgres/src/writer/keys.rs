@@ -20,7 +20,7 @@ use chatd_core::error::StoreResult;
 use chatd_core::{AppToken, Application, ChatNumber, Idempotent, MessageNumber, StoreError, Timestamp};
 use sqlx::{PgConnection, Row};
 
-use super::{Answer, ChatLocks, Failure, LockedApp, Write};
+use super::{Answer, ChatLocks, Counter, Failure, LockedApp, Write};
 
 /// A create's key, with how long keys are honoured.
 #[derive(Debug)]
@@ -54,7 +54,7 @@ struct Claimed {
 }
 
 /// The numbers the batch's creates get if none of them turns out a retry: per parent, its
-/// locked count plus the creates before, in batch order. Jobs that only repeat another job's
+/// locked last number plus the creates before, in batch order. Jobs that only repeat another job's
 /// key (`repeats`) create nothing.
 fn provisional_numbers(
     batch: &[Write],
@@ -62,23 +62,19 @@ fn provisional_numbers(
     chats: &ChatLocks<'_>,
     repeats: &HashSet<usize>,
 ) -> Vec<i64> {
-    let mut counts: HashMap<(bool, i64), i64> = HashMap::new();
+    let mut counters: HashMap<(bool, i64), Counter> = HashMap::new();
     let mut numbers = vec![0; batch.len()];
     for (i, job) in batch.iter().enumerate().filter(|(i, _)| !repeats.contains(i)) {
         let parent = match job {
-            Write::CreateChat { token, .. } => {
-                apps.get(token.as_str()).map(|a| ((false, a.id), a.chats_count))
-            }
+            Write::CreateChat { token, .. } => apps.get(token.as_str()).map(|a| ((false, a.id), a.chats)),
             Write::CreateMessage { token, chat, .. } => match chats.get(&(token.as_str(), chat.get())) {
-                Some(Ok(c)) => Some(((true, c.id), c.messages_count)),
+                Some(Ok(c)) => Some(((true, c.id), c.messages)),
                 _ => None,
             },
             _ => None,
         };
-        if let Some((parent, count)) = parent {
-            let count = counts.entry(parent).or_insert(count);
-            *count += 1;
-            numbers[i] = *count;
+        if let Some((parent, counter)) = parent {
+            numbers[i] = counters.entry(parent).or_insert(counter).next();
         }
     }
     numbers
