@@ -34,6 +34,51 @@ pub enum Command {
     Reindex(ReindexArgs),
     /// Print the OpenAPI document of the API (what `GET /openapi.json` serves).
     Openapi,
+    /// Copy the old Rails + Go system's MySQL database into chatd, tokens and numbers kept,
+    /// into the data directory or, with `--database-url`, PostgreSQL. Run it again to resume
+    /// or to add what the source gained; it writes nothing twice.
+    Import(ImportArgs),
+}
+
+/// Arguments of `chatd import`.
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The old system's database: `mysql://user:password@host:port/database`. Stop the old
+    /// system's writers first: the import reads one snapshot.
+    #[arg(long, env = "CHATD_IMPORT_FROM", hide_env_values = true)]
+    pub from: String,
+
+    /// The embedded target (created if missing); unused with `--database-url`. No server may
+    /// run on it meanwhile (the import refuses to start while one does).
+    #[arg(long, env = "CHATD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// `postgres://…`: import into the scale-out mode's database instead.
+    #[arg(long, env = "CHATD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Read the whole source and report what an import into an empty target would do,
+    /// through a scratch directory in the system's temp dir; the target is not touched.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Import into a target that holds data that did not come from this source. Tokens
+    /// that collide are then an error, checked before anything is written.
+    #[arg(long)]
+    pub merge: bool,
+
+    /// The API's largest message body in bytes: longer bodies are imported whole, and
+    /// reported.
+    #[arg(long, env = "CHATD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Rows per transaction: a stopped import redoes at most one batch.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_rows: u64,
+
+    /// Log filter (tracing's EnvFilter syntax); progress bars and the report are apart.
+    #[arg(long, env = "CHATD_LOG", default_value = "warn")]
+    pub log: String,
 }
 
 /// Arguments of `chatd reindex`.

@@ -5,6 +5,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod extract;
+pub mod import;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;

@@ -1,9 +1,9 @@
 //! The `chatd` binary: parse configuration, start logging, serve until SIGTERM or Ctrl-C
-//! (or rebuild the search index with `chatd reindex`, or print the OpenAPI document with
-//! `chatd openapi`).
+//! (or rebuild the search index with `chatd reindex`, import the old system's data with
+//! `chatd import`, or print the OpenAPI document with `chatd openapi`).
 
 use chatd_server::config::Command;
-use chatd_server::{Application, Cli, openapi, reindex, telemetry};
+use chatd_server::{Application, Cli, import, openapi, reindex, telemetry};
 use clap::Parser;
 
 #[tokio::main]
@@ -18,6 +18,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Openapi => {
             print!("{}", openapi::json());
+            return Ok(());
+        }
+        Command::Import(args) => {
+            telemetry::init(&args.log);
+            if let Err(e) = import::run(&args).await {
+                // One line, naming what is wrong; the exit code says it failed.
+                eprintln!("chatd import: {e}");
+                std::process::exit(1);
+            }
             return Ok(());
         }
     };

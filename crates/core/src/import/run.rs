@@ -34,7 +34,7 @@ impl Default for ImportOptions {
     }
 }
 
-/// Rows per batch of the renumbering steps (re-read by id, usually few).
+/// Most rows per batch of the renumbering steps (re-read from the source by id).
 const RENUMBER_BATCH: usize = 1_000;
 /// Tokens checked against the target at once.
 const TOKEN_CHECK_BATCH: usize = 1_000;
@@ -271,7 +271,7 @@ async fn renumber(
     observer.begin(step, target.deferred_count(table, after).await?);
     let mut total = Written::default();
     loop {
-        let ids = target.deferred(table, after, RENUMBER_BATCH).await?;
+        let ids = target.deferred(table, after, RENUMBER_BATCH.min(options.batch_rows)).await?;
         let Some(&last) = ids.last() else { break };
         let rows: Vec<ImportedRow> = match table {
             Table::Chats => {
