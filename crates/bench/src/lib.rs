@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod data;
+pub mod import;
 pub mod memory;
 pub mod postgres;
 pub mod servers;
@@ -96,6 +97,11 @@ pub struct Opts {
     /// and their deliveries load the cores that every other figure shares.
     #[arg(long, num_args = 0..=1, default_missing_value = "1000", value_name = "SUBSCRIBERS")]
     pub streams: Option<usize>,
+    /// Measure `chatd import` instead of the API: a throwaway MariaDB holding the old
+    /// system's schema with this many messages over `--chats` chats, imported into the
+    /// embedded store (with `--postgres`: into a throwaway PostgreSQL).
+    #[arg(long, value_name = "MESSAGES", conflicts_with_all = ["url", "database_url", "streams", "smoke"])]
+    pub import: Option<u64>,
     /// pgbench, run with `--postgres` or `--database-url`.
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
     pub pgbench: std::path::PathBuf,
@@ -250,6 +256,9 @@ pub fn run(mut opts: Opts) -> anyhow::Result<Report> {
         }
         None => None,
     };
+    if let Some(messages) = opts.import {
+        return import::run(&opts, messages);
+    }
     let bench = Bench::new(&opts)?;
     if let Some(pg) = &bench.pg {
         return postgres_run(&bench, pg, timeline);
