@@ -492,3 +492,18 @@ fn bad_sources_fail_on_one_line_naming_what_is_wrong_and_write_nothing() {
     assert!(typed.contains("body"), "{typed}");
     assert!(!dir.path().join("data").exists(), "a failed import wrote its target");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_embedded_import_refuses_a_directory_a_server_is_running_on() {
+    let from = old_database(IRREGULAR);
+    let dir = tempfile::tempdir().unwrap();
+    let target = Target::Embedded(dir.path().join("data"));
+    let running = target.clone();
+    with_server(&target, |api| async move {
+        let refused = import_fails(&from, &running, &[]);
+        assert!(refused.contains("in use by another process"), "{refused}");
+        let r = api.client.get(format!("{}/applications/alphaToken123", api.base)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "nothing was imported");
+    })
+    .await;
+}
