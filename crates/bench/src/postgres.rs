@@ -160,11 +160,11 @@ pub async fn preload(
     let names: Vec<String> = (0..Layout::APPS).map(|i| format!("bench app {i}")).collect();
     sqlx::query(
         "WITH apps AS (\
-             INSERT INTO applications (token, name, chats_count, created_at, updated_at) \
-             SELECT t, n, c, $7, $7 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(t, n, c) \
+             INSERT INTO applications (token, name, chats_count, last_chat_number, created_at, updated_at) \
+             SELECT t, n, c, c, $7, $7 FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(t, n, c) \
              RETURNING id, token) \
-         INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
-         SELECT apps.id, u.n, u.m, $7, $7 FROM unnest($4::text[], $5::bigint[], $6::bigint[]) AS u(t, n, m) \
+         INSERT INTO chats (application_id, number, messages_count, last_message_number, created_at, updated_at) \
+         SELECT apps.id, u.n, u.m, u.m, $7, $7 FROM unnest($4::text[], $5::bigint[], $6::bigint[]) AS u(t, n, m) \
          JOIN apps ON apps.token = u.t",
     )
     .bind(&token_strs)
@@ -327,8 +327,8 @@ pub async fn prepare_pgbench(url: &str, chats: usize, words: &Words) -> anyhow::
     let now = now_millis();
     let per_app = chats.div_ceil(Layout::APPS) as i64;
     sqlx::query(
-        "INSERT INTO applications (token, name, chats_count, created_at, updated_at) \
-         SELECT 'pgbench' || i, 'pgbench ' || i, $2, $1, $1 FROM generate_series(1, $3) AS i",
+        "INSERT INTO applications (token, name, chats_count, last_chat_number, created_at, updated_at) \
+         SELECT 'pgbench' || i, 'pgbench ' || i, $2, $2, $1, $1 FROM generate_series(1, $3) AS i",
     )
     .bind(now)
     .bind(per_app)

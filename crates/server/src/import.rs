@@ -49,7 +49,7 @@ pub async fn run(args: &ImportArgs) -> Result<Outcome, ImportError> {
         ..ImportOptions::default()
     };
     let bars = Bars::default();
-    let out = &mut std::io::stdout().lock();
+    let out = &mut Unpiped(std::io::stdout().lock());
     let (summary, outcome, mut target): (_, _, Box<dyn ImportTarget>) = if args.dry_run {
         let scratch = tempfile::tempdir().map_err(StoreError::internal)?;
         let mut target = SqliteImportTarget::open(scratch.path())?;
@@ -145,6 +145,26 @@ impl Observer for Bars {
             bar.finish();
             tracing::info!(step = step.as_str(), rows = bar.position(), elapsed = ?bar.elapsed(), "import step done");
         });
+    }
+}
+
+/// Stdout that a reader may close early (`chatd import … | head`): the import is done by
+/// then, and what is not read is dropped rather than reported as a failure.
+struct Unpiped<W>(W);
+
+impl<W: Write> Write for Unpiped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            other => other,
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
     }
 }
 

@@ -65,7 +65,7 @@ fn old_database(sql: &str) -> String {
 /// the comments (legacy ids; numbers as chatd serves them).
 const IRREGULAR: &str = r"
 SET FOREIGN_KEY_CHECKS = 0;
-ALTER TABLE messages MODIFY body MEDIUMTEXT NULL;
+ALTER TABLE messages MODIFY body MEDIUMTEXT NULL, MODIFY number BIGINT NULL;
 INSERT INTO applications (id, name, access_token, created_at, updated_at, chat_count) VALUES
   (1, 'Alpha', 'alphaToken123', '2019-11-11 19:14:51.589123', '2019-11-12 08:00:00.000000', 3),
   (2, NULL, NULL, '2019-11-11 19:15:00.000000', '2019-11-11 19:15:00.000000', NULL),
@@ -95,7 +95,8 @@ INSERT INTO messages (id, number, body, chat_id, created_at, updated_at) VALUES
   (110, 1, 'nul\0inside', 30, '2019-11-11 21:10:00.000000', '2019-11-11 21:10:00.000000'),
   (111, 1, 'in a skipped chat', 99, '2019-11-11 21:11:00.000000', '2019-11-11 21:11:00.000000'),
   (112, 1, 'in no chat', 555, '2019-11-11 21:12:00.000000', '2019-11-11 21:12:00.000000'),
-  (113, 1, 'another one', 10, '2019-11-11 21:13:00.000000', '2019-11-11 21:13:00.000000');
+  (113, 1, 'another one', 10, '2019-11-11 21:13:00.000000', '2019-11-11 21:13:00.000000'),
+  (114, 3000000000, 'too far', 10, '2019-11-11 21:14:00.000000', '2019-11-11 21:14:00.000000');
 ";
 
 /// Every note line the import of [`IRREGULAR`] reports, new tokens aside (they are random).
@@ -116,6 +117,7 @@ const IRREGULAR_NOTES: &[&str] = &[
     "skipped message 111 of chat 99: its chat is not in the source or was skipped",
     "skipped message 112 of chat 555: its chat is not in the source or was skipped",
     "renumbered message 113 of chat 10: 1 -> 9",
+    "renumbered message 114 of chat 10: 3000000000 -> 10",
 ];
 
 fn chatd(args: &[String]) -> Output {
@@ -255,7 +257,7 @@ async fn every_irregular_row_follows_its_rule_and_chatd_serves_the_result_in_bot
         // [in source, read, written, imported, renumbered, skipped]
         assert_eq!(summary_row(&report, "applications"), [5, 5, 5, 5, 0, 0], "{report}");
         assert_eq!(summary_row(&report, "chats"), [8, 8, 7, 7, 3, 1], "{report}");
-        assert_eq!(summary_row(&report, "messages"), [14, 14, 12, 12, 3, 2], "{report}");
+        assert_eq!(summary_row(&report, "messages"), [15, 15, 13, 13, 4, 2], "{report}");
         assert!(report.contains("new tokens: 2 applications"), "{report}");
         assert!(
             report.contains("placeholders for null or blank text: 2 application names, 2 message bodies")
@@ -271,7 +273,7 @@ async fn every_irregular_row_follows_its_rule_and_chatd_serves_the_result_in_bot
             assert_eq!(alpha["chats_count"], 4);
             assert_eq!(alpha["created_at"], "2019-11-11T19:14:51.589Z");
             assert_eq!(alpha["updated_at"], "2019-11-12T08:00:00.000Z");
-            assert_eq!(api.chats("alphaToken123").await, [(1, 7), (3, 1), (4, 1), (5, 1)]);
+            assert_eq!(api.chats("alphaToken123").await, [(1, 8), (3, 1), (4, 1), (5, 1)]);
             let expected: Vec<(i64, String)> = [
                 (1, "hello world"),
                 (2, "a searchable needle"),
@@ -280,6 +282,7 @@ async fn every_irregular_row_follows_its_rule_and_chatd_serves_the_result_in_bot
                 (7, "duplicate two"),
                 (8, "no number"),
                 (9, "another one"),
+                (10, "too far"),
             ]
             .into_iter()
             .map(|(n, b)| (n, b.to_owned()))
@@ -299,8 +302,8 @@ async fn every_irregular_row_follows_its_rule_and_chatd_serves_the_result_in_bot
             // Imported bodies are searchable, and new rows go after the highest numbers.
             assert_eq!(api.search("alphaToken123", 1, "needle").await, [2]);
             assert_eq!(api.search(&app2, 1, "unicode").await, [1]);
-            assert_eq!(api.post("/applications/alphaToken123/chats/1/messages", "after").await["number"], 10);
-            assert_eq!(api.chats("alphaToken123").await[0], (1, 8));
+            assert_eq!(api.post("/applications/alphaToken123/chats/1/messages", "after").await["number"], 11);
+            assert_eq!(api.chats("alphaToken123").await[0], (1, 9));
             let chat = api.client.post(format!("{}/applications/alphaToken123/chats", api.base)).send();
             assert_eq!(chat.await.unwrap().json::<Value>().await.unwrap()["number"], 6);
 
@@ -320,7 +323,7 @@ async fn every_irregular_row_follows_its_rule_and_chatd_serves_the_result_in_bot
 
         // Run again: nothing new is written, and the report is the same.
         let again = import(&from, &target, &[]);
-        assert_eq!(summary_row(&again, "messages"), [14, 0, 0, 12, 3, 2], "{again}");
+        assert_eq!(summary_row(&again, "messages"), [15, 0, 0, 13, 4, 2], "{again}");
         assert_eq!(summary_row(&again, "chats"), [8, 0, 0, 7, 3, 1], "{again}");
         assert_eq!(notes(&again), (lines, tokens), "{again}");
     }
@@ -455,7 +458,7 @@ async fn a_target_holding_other_data_is_refused_unless_merge_and_colliding_token
         let refused = import_fails(&from, &target, &[]);
         assert!(refused.contains("--merge"), "{refused}");
         let merged = import(&from, &target, &["--merge"]);
-        assert_eq!(summary_row(&merged, "messages")[2], 12, "{merged}");
+        assert_eq!(summary_row(&merged, "messages")[2], 13, "{merged}");
 
         // A second source with two of the same tokens: refused under --merge, naming them.
         let twin = old_database(
@@ -506,4 +509,21 @@ async fn an_embedded_import_refuses_a_directory_a_server_is_running_on() {
         assert_eq!(r.status(), 404, "nothing was imported");
     })
     .await;
+}
+
+#[test]
+fn a_batch_the_target_refuses_stops_the_import_on_one_line_while_rows_are_still_being_read() {
+    // Two applications with one token (the source's unique index dropped), then many more:
+    // the first batch fails while the reader still has batches to hand over.
+    let from = old_database(
+        "ALTER TABLE applications DROP INDEX index_applications_on_access_token;
+         INSERT INTO applications (id, name, access_token, created_at, updated_at)
+           SELECT seq, 'app', IF(seq = 2, 'sameToken', CONCAT('token', seq)), NOW(), NOW() FROM seq_1_to_200;
+         UPDATE applications SET access_token = 'sameToken' WHERE id = 1;",
+    );
+    for (target, _dir) in targets() {
+        let failed = import_fails(&from, &target, &["--batch-rows", "10"]);
+        assert!(failed.contains("token") && failed.contains('2'), "{target:?}: {failed}");
+        assert_eq!(checkpoint(&target, "applications"), None, "{target:?}: the failed batch was written");
+    }
 }

@@ -2,6 +2,10 @@
 -- lost writes), so a parent's count no longer tells its highest number: each keeps both.
 -- The writer numbers a new row after the parent's last number, and moves count and last
 -- number together; until an import leaves a gap they stay equal, as they were before.
+-- The writer reads GREATEST(last, count), so that an instance of an older chatd (which moves
+-- only the count) beside a newer one during an upgrade numbers no row twice. Filling every
+-- row may take longer than a request's statement timeout on a large database.
+SET LOCAL statement_timeout = 0;
 ALTER TABLE applications ADD COLUMN last_chat_number bigint NOT NULL DEFAULT 0;
 ALTER TABLE chats ADD COLUMN last_message_number bigint NOT NULL DEFAULT 0;
 UPDATE applications SET last_chat_number = chats_count;

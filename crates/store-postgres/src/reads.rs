@@ -24,7 +24,8 @@ const LIST_APPLICATIONS: [&str; 2] = ordered_pair!(
      WHERE $1 = $1 AND id BETWEEN $2 AND $3 ORDER BY id"
 );
 const LIST_CHATS: [&str; 2] = ordered_pair!(
-    "SELECT number, messages_count, last_message_number, created_at, updated_at FROM chats \
+    "SELECT number, messages_count, GREATEST(last_message_number, messages_count) AS last_message_number, \
+     created_at, updated_at FROM chats \
      WHERE application_id = $1 AND number BETWEEN $2 AND $3 ORDER BY number"
 );
 const LIST_MESSAGES: [&str; 2] = ordered_pair!(
@@ -170,7 +171,8 @@ pub(crate) async fn applications(
 
 pub(crate) async fn chat(pool: &PgPool, token: &AppToken, chat: ChatNumber) -> StoreResult<Chat> {
     let row = sqlx::query(
-        "SELECT c.number, c.messages_count, c.last_message_number, c.created_at, c.updated_at \
+        "SELECT c.number, c.messages_count, GREATEST(c.last_message_number, c.messages_count) AS last_message_number, \
+         c.created_at, c.updated_at \
          FROM applications a \
          JOIN chats c ON c.application_id = a.id AND c.number = $2 WHERE a.token = $1",
     )

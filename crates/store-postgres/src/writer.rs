@@ -497,7 +497,8 @@ async fn lock_applications(
         return Ok(HashMap::new());
     }
     let rows = sqlx::query(
-        "SELECT id, token, chats_count, last_chat_number FROM applications WHERE token = ANY ($1) \
+        "SELECT id, token, chats_count, GREATEST(last_chat_number, chats_count) AS last_chat_number \
+         FROM applications WHERE token = ANY ($1) \
          ORDER BY id FOR NO KEY UPDATE",
     )
     .bind(tokens)
@@ -544,7 +545,8 @@ async fn lock_chats<'a>(db: &mut PgConnection, keys: &[(&'a str, i64)]) -> Resul
     let tokens: Vec<&str> = keys.iter().map(|k| k.0).collect();
     let numbers: Vec<i64> = keys.iter().map(|k| k.1).collect();
     let rows = sqlx::query(
-        "SELECT c.id, c.application_id, c.messages_count, c.last_message_number, a.token, c.number \
+        "SELECT c.id, c.application_id, c.messages_count, \
+         GREATEST(c.last_message_number, c.messages_count) AS last_message_number, a.token, c.number \
          FROM chats c JOIN applications a ON a.id = c.application_id \
          WHERE (a.token, c.number) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) \
          ORDER BY c.id FOR NO KEY UPDATE OF c",

@@ -189,6 +189,32 @@ async fn new_rows_are_numbered_after_the_parents_last_number_with_exact_counts()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_an_older_chatd_counted_without_a_last_number_are_numbered_after_too() {
+    let url = database();
+    let s = store(&url).await;
+    let app = s.create_application(name("app"), None).await.unwrap().token;
+    s.create_chat(app.clone(), None).await.unwrap();
+    s.create_message(app.clone(), chat(1), body("one"), None).await.unwrap();
+    // As an instance of the chatd before migration 0003 leaves them during an upgrade: it
+    // moved only the counts (chat 2 and message 2 exist, the last numbers say 1).
+    chatd_pg_testing::TestPostgres::shared()
+        .psql(
+            &url,
+            "INSERT INTO chats (application_id, number, messages_count, created_at, updated_at) \
+             SELECT application_id, 2, 0, 0, 0 FROM chats; \
+             UPDATE applications SET chats_count = 2; \
+             INSERT INTO messages (application_id, chat_id, number, body, body_norm, created_at, updated_at) \
+             SELECT application_id, id, 2, 'two', 'two', 0, 0 FROM chats WHERE number = 1; \
+             UPDATE chats SET messages_count = 2 WHERE number = 1",
+        )
+        .unwrap();
+    assert_eq!(s.chat(app.clone(), chat(1)).await.unwrap().last_number, 2);
+    assert_eq!(s.create_message(app.clone(), chat(1), body("three"), None).await.unwrap().get(), 3);
+    assert_eq!(s.create_chat(app.clone(), None).await.unwrap().get(), 3);
+    s.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_page_by_number_in_both_orders_with_zero_and_far_bounds() {
     let s = store(&database()).await;
     let app = s.create_application(name("app"), None).await.unwrap().token;

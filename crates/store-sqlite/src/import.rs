@@ -362,9 +362,11 @@ impl Rows<'_> {
         let mut written = Written::default();
         for row in rows {
             let Some(parent) = self.parent(row.parent)? else {
-                let mut orphan = Note::new(table, row.legacy_id, Some(row.parent), NoteKind::Orphan);
-                orphan.old_number = row.number;
-                note(self.tx, self.source, &orphan)?;
+                note(
+                    self.tx,
+                    self.source,
+                    &Note::new(table, row.legacy_id, Some(row.parent), NoteKind::Orphan),
+                )?;
                 written.orphans += 1;
                 continue;
             };
@@ -507,9 +509,7 @@ impl Rows<'_> {
 
     fn defer(&self, legacy: i64) -> StoreResult<()> {
         self.tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO import_deferred (source, tbl, legacy_id) VALUES (?1, ?2, ?3)",
-            )
+            .prepare_cached("INSERT INTO import_deferred (source, tbl, legacy_id) VALUES (?1, ?2, ?3)")
             .and_then(|mut s| s.execute(params![self.source, self.step.table().as_str(), legacy]))
             .map(drop)
             .map_err(map_err)
@@ -518,7 +518,7 @@ impl Rows<'_> {
 
 fn note(tx: &Transaction<'_>, source: i64, note: &Note) -> StoreResult<()> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO import_notes (source, tbl, legacy_id, kind, parent, old_number, new_number) \
+        "INSERT INTO import_notes (source, tbl, legacy_id, kind, parent, old_number, new_number) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )
     .and_then(|mut s| {
@@ -687,7 +687,12 @@ mod tests {
         let taken =
             target.tokens_taken(&[other.token.clone(), AppToken::parse("free").unwrap()]).await.unwrap();
         assert_eq!(taken, [other.token]);
-        assert!(target.write(Batch::Applications(vec![app(3, "tokenB")])).await.is_err());
+        assert!(
+            target.write(Batch::Applications(vec![app(3, "freeToken"), app(4, "tokenB")])).await.is_err()
+        );
+        let standing = target.begin("old:3306/app").await.unwrap();
+        assert_eq!(standing.checkpoint(Step::Applications), 2, "the failed batch moved its checkpoint");
+        assert!(target.tokens_taken(&[AppToken::parse("freeToken").unwrap()]).await.unwrap().is_empty());
         assert!(target.begin("another:3306/app").await.unwrap().foreign);
     }
 }

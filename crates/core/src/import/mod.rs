@@ -11,7 +11,8 @@
 //! # Numbers
 //!
 //! In each parent (an application's chats, a chat's messages) the row with the lowest id
-//! keeps its number; rows whose number is taken by a lower id, null or below 1 take the next
+//! keeps its number; rows whose number is taken by a lower id, null, below 1 or beyond the
+//! old schema's `int` take the next
 //! free numbers after the parent's highest, in id order. [`run`] does this in two steps per
 //! table: the first writes every row under its own number where that number is free and
 //! records the others as *deferred*; the second, once all numbers are in, reads the deferred
@@ -151,7 +152,8 @@ impl Step {
 /// What a rule did to a row, recorded in the target with the row's legacy id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum NoteKind {
-    /// Given the next free number: its own was taken by a lower id, null, or below 1.
+    /// Given the next free number: its own was taken by a lower id, null, below 1, or above
+    /// [`MAX_NUMBER`].
     Renumbered,
     /// A null or blank name or body, stored as [`BLANK_NAME`] or [`BLANK_BODY`].
     Placeholder,
@@ -230,6 +232,9 @@ pub struct ImportedApplication {
     pub notes: Vec<NoteKind>,
 }
 
+/// The highest number a row keeps; others are renumbered.
+pub const MAX_NUMBER: i64 = i32::MAX as i64;
+
 /// A chat or a message ready to write. Its number is decided by the target: its own when
 /// free and the step keeps numbers, else the parent's highest plus one.
 #[derive(Debug, Clone)]
@@ -249,9 +254,11 @@ pub struct ImportedRow {
 }
 
 impl ImportedRow {
-    /// The number the row asks to keep: its own, when it is one chatd can hold.
+    /// The number the row asks to keep: its own, when it is one of the old schema's
+    /// (1 to 2³¹ − 1: its columns are `int`; a larger one, from a widened column, would leave
+    /// too little room above it, and JavaScript clients cannot hold numbers past 2⁵³).
     pub fn own_number(&self) -> Option<i64> {
-        self.number.filter(|n| *n >= 1)
+        self.number.filter(|n| (1..=MAX_NUMBER).contains(n))
     }
 }
 

@@ -225,7 +225,8 @@ async fn copy<R: Send>(
             if pending.len() >= options.batch_rows || bytes >= options.batch_bytes {
                 bytes = 0;
                 if tx.send(std::mem::take(&mut pending)).await.is_err() {
-                    // The writer stopped on an error of its own, which is the one reported.
+                    // The writer stopped on an error of its own (and dropped its end), which
+                    // is the one reported.
                     return Ok(rows_read);
                 }
             }
@@ -235,7 +236,8 @@ async fn copy<R: Send>(
         }
         Ok::<_, ImportError>(rows_read)
     };
-    let write = async {
+    // `move`: a write error drops `rx`, so that the reader's next send fails and it stops.
+    let write = async move {
         let mut total = Written::default();
         while let Some(rows) = rx.recv().await {
             let n = rows.len() as u64;
