@@ -147,10 +147,12 @@ impl Backend {
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Deletes expired `Idempotency-Key`s off the request path, one bounded batch at a time:
-/// every minute, and again at once while a sweep finds a full batch. (Expired keys are never
-/// honoured; sweeping only reclaims their space.) Runs until dropped.
+/// every minute from a minute after start (not at start, where its write would take a place
+/// in the writer's queue from the first requests), and again at once while a sweep finds a
+/// full batch. (Expired keys are never honoured; sweeping only reclaims their space.) Runs
+/// until dropped.
 pub async fn sweep_idempotency_keys(ingest: Arc<dyn Ingest>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
