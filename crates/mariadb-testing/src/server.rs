@@ -147,11 +147,21 @@ impl OwnedServer {
     /// `mariadb-install-db`: the system tables, `root` with password authentication, no test
     /// database; then the init file that sets root's password at each start.
     fn install(&self, install_db: &Path) -> Result<(), Error> {
+        // Temporary files of its own: concurrent installs sharing /tmp failed on each
+        // other's temporary tables.
+        let tmp = self.dir.join("tmp");
+        fs::create_dir_all(&tmp).map_err(Error::io("creating the server's tmpdir"))?;
+        if self.as_mysql {
+            let (uid, gid) = mysql_user()?;
+            std::os::unix::fs::chown(&tmp, Some(uid), Some(gid))
+                .map_err(Error::io("handing the tmpdir to the mysql user"))?;
+        }
         let mut install = Command::new(install_db);
         install
             .arg("--no-defaults")
             .args(self.as_mysql.then_some("--user=mysql"))
             .arg(format!("--datadir={}", self.dir.join("data").display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(["--auth-root-authentication-method=normal", "--skip-test-db"])
             .current_dir(&self.dir)
             .stdin(Stdio::null());
@@ -197,6 +207,7 @@ impl OwnedServer {
             .arg("--no-defaults")
             .args(self.as_mysql.then_some("--user=mysql"))
             .arg(format!("--datadir={}", dir.join("data").display()))
+            .arg(format!("--tmpdir={}", dir.join("tmp").display()))
             .arg("--bind-address=127.0.0.1")
             .arg(format!("--port={}", self.port))
             .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
