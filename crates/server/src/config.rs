@@ -131,6 +131,15 @@ impl From<Synchronous> for Durability {
     }
 }
 
+/// Whether the console page is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Console {
+    /// `GET /` on the API listener serves the console.
+    On,
+    /// No console: `/` is 404 like any unknown path.
+    Off,
+}
+
 /// Everything `chatd serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -151,6 +160,11 @@ pub struct Config {
     /// Address of the creation routes (POST chats, POST messages), or `off`.
     #[arg(long, env = "CHATD_CREATION_LISTEN", default_value = "127.0.0.1:8080")]
     pub creation_listen: Listen,
+
+    /// The console, a small page at `GET /` of the API listener for trying chatd in a
+    /// browser (`off` removes it).
+    #[arg(long, env = "CHATD_CONSOLE", value_enum, default_value_t = Console::On)]
+    pub console: Console,
 
     /// When set, `GET /applications` requires `Authorization: Bearer <key>`.
     #[arg(long, env = "CHATD_ADMIN_KEY", hide_env_values = true)]

@@ -21,7 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::backend::{Backend, Ports};
-use crate::config::{Config, Listen};
+use crate::config::{Config, Console, Listen};
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
@@ -68,7 +68,11 @@ impl Application {
         let finish = |router: Router| {
             routes::finish(limiters.apply(router).merge(routes::operations(state.clone())), &metrics)
         };
-        let api = (TcpListener::bind(config.listen).await?, finish(routes::api_router(state.clone())));
+        let mut api_router = routes::api_router(state.clone());
+        if config.console == Console::On {
+            api_router = api_router.merge(crate::console::router());
+        }
+        let api = (TcpListener::bind(config.listen).await?, finish(api_router));
         let creation = match config.creation_listen {
             Listen::Off => None,
             Listen::On(addr) => {

@@ -5,6 +5,7 @@
 mod applications;
 mod chats;
 mod concurrency;
+mod console;
 mod crash;
 mod disk_full;
 mod errors;
