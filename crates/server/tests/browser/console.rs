@@ -256,3 +256,41 @@ async fn the_readme_screenshot_shows_applications_chats_messages_and_a_search() 
     std::fs::write(SCREENSHOT, png).unwrap();
     browser.close().await;
 }
+
+#[tokio::test]
+async fn older_pages_follow_the_link_header_and_errors_show_the_api_message() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let bodies: Vec<String> = (1..=120).map(|n| format!("message {n}")).collect();
+    let (app, token, chat) = app_with_chat(&bodies.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let browser = Browser::start().await;
+
+    // A token that names no application: the API's own message, and nothing opens.
+    browser.goto(&app.url("/")).await;
+    browser.find("#token").await.send_keys("NoSuchToken0000000000000").await;
+    browser.find("#token-form button[type=submit]").await.click().await;
+    let expected: Value = app.get("/applications/NoSuchToken0000000000000").await.json().await.unwrap();
+    let shown = browser.wait_until("document.querySelector('#error:not([hidden])')?.textContent", SOON).await;
+    assert_eq!(shown, expected["message"]);
+    assert!(!browser.find("#chats-section").await.is_displayed().await);
+
+    // The newest page first; each "Older messages" follows the list's Link rel="next".
+    open_chat(&browser, &app, &token, chat).await;
+    assert!(!browser.find("#error").await.is_displayed().await, "the error is cleared");
+    let count = format!("{SHOWN_NUMBERS}.length");
+    assert_eq!(browser.wait_until(&format!("{count} === 50 && {SHOWN_NUMBERS}[0]"), SOON).await, 71);
+    browser.find("#older").await.click().await;
+    assert_eq!(browser.wait_until(&format!("{count} === 100 && {SHOWN_NUMBERS}[0]"), SOON).await, 21);
+    browser.find("#older").await.click().await;
+    browser.wait_until(&format!("{count} === 120"), SOON).await;
+    let shown = browser.execute(&format!("return {SHOWN_NUMBERS}"), &[]).await;
+    assert_eq!(shown, json!((1..=120).collect::<Vec<_>>()), "each once, in order");
+    assert!(!browser.find("#older").await.is_displayed().await, "no page is left");
+
+    // A new chat from the page opens at once, empty.
+    browser.find("#new-chat").await.click().await;
+    browser.wait_until("document.querySelector('#chat-title').textContent === 'Chat 2'", SOON).await;
+    wait_live(&browser).await;
+    assert_eq!(browser.execute(&format!("return {count}"), &[]).await, 0);
+    assert_eq!(app.create_chat(&token).await, 3, "the page created chat 2");
+    browser.close().await;
+}
