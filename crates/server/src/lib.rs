@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod import;

@@ -5,6 +5,7 @@
 mod applications;
 mod chats;
 mod concurrency;
+mod cors;
 mod crash;
 mod disk_full;
 mod errors;

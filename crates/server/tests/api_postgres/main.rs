@@ -14,6 +14,8 @@ mod applications;
 mod chats;
 #[path = "../api/concurrency.rs"]
 mod concurrency;
+#[path = "../api/cors.rs"]
+mod cors;
 #[path = "../api/crash.rs"]
 mod crash;
 #[path = "../api/errors.rs"]

@@ -4,6 +4,7 @@
 //! (`scripts/test.sh` installs them).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cors;
 mod harness;
 // The HTTP suite's `spawn_app_with` and friends; what the browser tests leave unused is fine.
 #[allow(dead_code)]
