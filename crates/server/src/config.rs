@@ -10,6 +10,7 @@ use std::time::Duration;
 use chatd_store_sqlite::Durability;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cors::CorsOrigins;
 use crate::limits::{RateLimit, RequestLimits};
 
 /// chatd: a chat-storage HTTP API.
@@ -169,6 +170,12 @@ pub struct Config {
     /// When set, `GET /applications` requires `Authorization: Bearer <key>`.
     #[arg(long, env = "CHATD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+
+    /// Web pages of other origins that may call the API from a browser (CORS): `*` for any,
+    /// or a comma-separated list such as `https://app.example.com,http://localhost:5173`.
+    /// Unset: none (pages of chatd's own origin only).
+    #[arg(long, env = "CHATD_CORS_ORIGINS")]
+    pub cors_origins: Option<CorsOrigins>,
 
     /// How hard each commit waits for the disk (embedded mode; PostgreSQL always commits
     /// with `synchronous_commit` on).

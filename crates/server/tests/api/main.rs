@@ -6,6 +6,7 @@ mod applications;
 mod chats;
 mod concurrency;
 mod console;
+mod cors;
 mod crash;
 mod disk_full;
 mod errors;

@@ -16,6 +16,8 @@ mod chats;
 mod concurrency;
 #[path = "../api/console.rs"]
 mod console;
+#[path = "../api/cors.rs"]
+mod cors;
 #[path = "../api/crash.rs"]
 mod crash;
 #[path = "../api/errors.rs"]

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod console;
+mod cors;
 mod harness;
 // The HTTP suite's `spawn_app_with` and friends; what the browser tests leave unused is fine.
 #[allow(dead_code)]
