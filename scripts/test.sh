@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite. The tests start what they need themselves (a throwaway PostgreSQL and
-# a throwaway MariaDB among them, see crates/pg-testing and crates/mariadb-testing); this
-# installs what is missing from the machine first (PostgreSQL 15 with pg_trgm, and MariaDB's
-# server and client, from Debian's packages), then runs `cargo test --workspace`.
+# a throwaway MariaDB among them, see crates/pg-testing and crates/mariadb-testing, and a
+# headless chromium for crates/server/tests/browser); this installs what is missing from the
+# machine first (PostgreSQL 15 with pg_trgm, MariaDB's server and client, chromium and its
+# chromedriver, from Debian's packages), then runs `cargo test --workspace`.
 # Arguments go to cargo test. With CHATD_TEST_DATABASE_URL set, PostgreSQL is not installed,
 # and with CHATD_TEST_MYSQL_URL set, MariaDB is not: the tests use those servers.
 set -euo pipefail
@@ -16,6 +17,10 @@ have_postgres() {
 have_mariadb() {
     PATH="$PATH:/usr/sbin:/usr/local/sbin" command -v mariadbd >/dev/null &&
         command -v mariadb-install-db >/dev/null && command -v mariadb >/dev/null
+}
+
+have_chromium() {
+    [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]
 }
 
 need_root() {
@@ -44,6 +49,12 @@ if [ -z "${CHATD_TEST_MYSQL_URL:-}" ] && ! have_mariadb; then
     need_root "the tests need MariaDB: sudo apt-get install mariadb-server mariadb-client, or set CHATD_TEST_MYSQL_URL to a server of yours"
     echo "== installing MariaDB (apt)"
     apt_install mariadb-server mariadb-client
+fi
+
+if ! have_chromium; then
+    need_root "the browser tests need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"
+    echo "== installing chromium and chromedriver (apt)"
+    apt_install chromium chromium-driver
 fi
 
 exec cargo test --workspace "$@"

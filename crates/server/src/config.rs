@@ -10,6 +10,7 @@ use std::time::Duration;
 use chatd_store_sqlite::Durability;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::cors::CorsOrigins;
 use crate::limits::{RateLimit, RequestLimits};
 
 /// chatd: a chat-storage HTTP API.
@@ -131,6 +132,15 @@ impl From<Synchronous> for Durability {
     }
 }
 
+/// Whether the console page is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Console {
+    /// `GET /` on the API listener serves the console.
+    On,
+    /// No console: `/` is 404 like any unknown path.
+    Off,
+}
+
 /// Everything `chatd serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -152,9 +162,20 @@ pub struct Config {
     #[arg(long, env = "CHATD_CREATION_LISTEN", default_value = "127.0.0.1:8080")]
     pub creation_listen: Listen,
 
+    /// The console, a small page at `GET /` of the API listener for trying chatd in a
+    /// browser (`off` removes it).
+    #[arg(long, env = "CHATD_CONSOLE", value_enum, default_value_t = Console::On)]
+    pub console: Console,
+
     /// When set, `GET /applications` requires `Authorization: Bearer <key>`.
     #[arg(long, env = "CHATD_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
+
+    /// Web pages of other origins that may call the API from a browser (CORS): `*` for any,
+    /// or a comma-separated list such as `https://app.example.com,http://localhost:5173`.
+    /// Unset: none (pages of chatd's own origin only).
+    #[arg(long, env = "CHATD_CORS_ORIGINS")]
+    pub cors_origins: Option<CorsOrigins>,
 
     /// How hard each commit waits for the disk (embedded mode; PostgreSQL always commits
     /// with `synchronous_commit` on).

@@ -3,6 +3,8 @@
 
 pub mod backend;
 pub mod config;
+pub mod console;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod import;

@@ -21,7 +21,8 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::backend::{Backend, Ports};
-use crate::config::{Config, Listen};
+use crate::config::{Config, Console, Listen};
+use crate::cors::CrossOrigin;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
 use crate::routes::{self, AppState};
@@ -35,6 +36,7 @@ pub struct Application {
     creation: Option<(TcpListener, Router)>,
     open_connections: OpenConnections,
     max_request_bytes: usize,
+    cross_origin: CrossOrigin,
     timeouts: Timeouts,
     shutdown_timeout: Duration,
     /// Tells the routes (open streams) that shutdown began.
@@ -68,7 +70,11 @@ impl Application {
         let finish = |router: Router| {
             routes::finish(limiters.apply(router).merge(routes::operations(state.clone())), &metrics)
         };
-        let api = (TcpListener::bind(config.listen).await?, finish(routes::api_router(state.clone())));
+        let mut api_router = routes::api_router(state.clone());
+        if config.console == Console::On {
+            api_router = api_router.merge(crate::console::router());
+        }
+        let api = (TcpListener::bind(config.listen).await?, finish(api_router));
         let creation = match config.creation_listen {
             Listen::Off => None,
             Listen::On(addr) => {
@@ -81,6 +87,7 @@ impl Application {
             creation,
             open_connections: OpenConnections::new(config.max_connections as usize),
             max_request_bytes: config.max_request_bytes,
+            cross_origin: CrossOrigin::new(config.cors_origins.as_ref()),
             timeouts: Timeouts {
                 header: Duration::from_secs(config.header_timeout),
                 write_stall: Duration::from_secs(config.request_timeout),
@@ -115,7 +122,7 @@ impl Application {
         for (listener, router) in std::iter::once(self.api).chain(self.creation) {
             servers.spawn(serve::serve(
                 listener,
-                wrap(router, self.max_request_bytes),
+                wrap(router, self.max_request_bytes, self.cross_origin.clone()),
                 self.open_connections.clone(),
                 self.timeouts,
                 stop_rx.clone(),
@@ -158,16 +165,20 @@ impl Application {
     }
 }
 
-/// What wraps each listener's router whole: a handler that panics answers 500 `internal`
-/// (the panic hook has logged it) instead of dropping the connection; trailing slashes are
-/// trimmed before routing, so `/applications/` works too; and the body limit (see
-/// `routes::finish` for why these wrap the router rather than each route).
+/// What wraps each listener's router whole: CORS outermost, so that preflights are answered
+/// before routing and rate limiting and every answer (errors too) carries its headers; a
+/// handler that panics answers 500 `internal` (the panic hook has logged it) instead of
+/// dropping the connection; trailing slashes are trimmed before routing, so `/applications/`
+/// works too; and the body limit (see `routes::finish` for why these wrap the router rather
+/// than each route).
 pub(crate) fn wrap(
     router: Router,
     max_request_bytes: usize,
+    cross_origin: CrossOrigin,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send + 'static> + Clone + Send + 'static
 {
     ServiceBuilder::new()
+        .layer(cross_origin)
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(CatchPanicLayer::custom(|_| crate::error::panicked()))
         .layer(NormalizePathLayer::trim_trailing_slash())
@@ -201,7 +212,7 @@ mod tests {
     #[tokio::test]
     async fn a_handler_that_panics_answers_500_internal_and_the_service_carries_on() {
         let router = Router::new().route("/boom", get(boom)).route("/fine", get(|| async { "fine" }));
-        let service = wrap(router, 1024);
+        let service = wrap(router, 1024, CrossOrigin::default());
 
         let (status, body) = answer(service.clone(), "/boom").await;
         assert_eq!(status, 500);

@@ -5,6 +5,8 @@
 mod applications;
 mod chats;
 mod concurrency;
+mod console;
+mod cors;
 mod crash;
 mod disk_full;
 mod errors;

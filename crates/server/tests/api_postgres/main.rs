@@ -14,6 +14,10 @@ mod applications;
 mod chats;
 #[path = "../api/concurrency.rs"]
 mod concurrency;
+#[path = "../api/console.rs"]
+mod console;
+#[path = "../api/cors.rs"]
+mod cors;
 #[path = "../api/crash.rs"]
 mod crash;
 #[path = "../api/errors.rs"]
