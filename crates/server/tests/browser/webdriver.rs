@@ -5,12 +5,12 @@
 //!
 //! Every call panics with the driver's error on failure, as a test wants; the few questions
 //! whose "no" is an answer ([`Browser::try_find`], [`Browser::alert_text`]) return an
-//! `Option` instead. Dropping a [`Browser`] ends its session and kills chromedriver's process
-//! group (chromedriver and the browser it started), so a failing test leaves nothing running.
+//! `Option` instead. Dropping a [`Browser`] ends its session (chromium quits) and kills
+//! chromedriver, so a failing test leaves nothing running; both stay in the test's process
+//! group, so that Ctrl-C stops them too.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -35,6 +35,8 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 pub struct Browser {
     session: Session,
     driver: Child,
+    /// chromium's main process, killed should chromedriver not end the session.
+    chromium: Option<rustix::process::Pid>,
     /// Console entries read so far: chromedriver hands each entry out once.
     log: Mutex<Vec<LogEntry>>,
     closed: bool,
@@ -85,7 +87,6 @@ impl Browser {
             let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
             let mut driver = Command::new(CHROMEDRIVER)
                 .arg(format!("--port={port}"))
-                .process_group(0)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -93,17 +94,18 @@ impl Browser {
                 .unwrap_or_else(|e| panic!("{CHROMEDRIVER} does not start ({e}): {INSTALL}"));
             let base = format!("http://127.0.0.1:{port}");
             if !ready(&http, &base, &mut driver).await {
-                kill_group(&mut driver);
+                stop(&mut driver);
                 continue;
             }
-            let session = match new_session(&http, &base).await {
-                Ok(id) => Session { http, driver: base, id },
+            let (id, chromium) = match new_session(&http, &base).await {
+                Ok(session) => session,
                 Err(e) => {
-                    kill_group(&mut driver);
+                    stop(&mut driver);
                     panic!("chromium does not start through chromedriver: {e}");
                 }
             };
-            return Browser { session, driver, log: Mutex::new(Vec::new()), closed: false };
+            let session = Session { http, driver: base, id };
+            return Browser { session, driver, chromium, log: Mutex::new(Vec::new()), closed: false };
         }
         panic!("chromedriver did not come up on a free loopback port")
     }
@@ -218,18 +220,21 @@ impl Browser {
     pub async fn close(mut self) {
         self.session.call(Method::DELETE, "", Value::Null).await;
         self.closed = true;
-        kill_group(&mut self.driver);
+        stop(&mut self.driver);
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        if !self.closed {
-            // Blocking, and without the runtime (a drop may run outside it): chromedriver
-            // quits chromium and removes its profile directory.
-            let _ = delete_session(&self.session);
+        // Blocking, and without the runtime (a drop may run outside it): chromedriver quits
+        // chromium and removes its profile directory.
+        if !self.closed
+            && delete_session(&self.session).is_err()
+            && let Some(chromium) = self.chromium
+        {
+            let _ = rustix::process::kill_process(chromium, rustix::process::Signal::KILL);
         }
-        kill_group(&mut self.driver);
+        stop(&mut self.driver);
     }
 }
 
@@ -391,8 +396,11 @@ async fn ready(http: &reqwest::Client, base: &str, driver: &mut Child) -> bool {
 }
 
 /// Opens the session: headless chromium, the browser log kept at every level, dialogs left
-/// open for [`Browser::alert_text`] to see.
-async fn new_session(http: &reqwest::Client, base: &str) -> Result<String, DriverError> {
+/// open for [`Browser::alert_text`] to see. Answers its id and chromium's process id.
+async fn new_session(
+    http: &reqwest::Client,
+    base: &str,
+) -> Result<(String, Option<rustix::process::Pid>), DriverError> {
     let capabilities = json!({
         "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
@@ -408,7 +416,8 @@ async fn new_session(http: &reqwest::Client, base: &str) -> Result<String, Drive
         DriverError { error: "unreachable".to_owned(), message: format!("chromedriver did not answer: {e}") }
     })?;
     let session = value(response).await?;
-    Ok(string(session["sessionId"].clone()))
+    let chromium = session["capabilities"]["goog:processID"].as_i64().and_then(|p| i32::try_from(p).ok());
+    Ok((string(session["sessionId"].clone()), chromium.and_then(rustix::process::Pid::from_raw)))
 }
 
 /// `DELETE /session/{id}` over a plain blocking socket, for `Drop`.
@@ -425,15 +434,15 @@ fn delete_session(session: &Session) -> std::io::Result<()> {
     // The answer comes once chromium has quit.
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
-    Ok(())
+    if answer.starts_with(b"HTTP/1.1 200") {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("the session did not end"))
+    }
 }
 
-/// Kills chromedriver and what it started (its own process group), and reaps it.
-fn kill_group(driver: &mut Child) {
-    let group = rustix::process::Pid::from_raw(i32::try_from(driver.id()).unwrap());
-    if let Some(group) = group {
-        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-    }
+/// Kills chromedriver and reaps it.
+fn stop(driver: &mut Child) {
     let _ = driver.kill();
     let _ = driver.wait();
 }
