@@ -113,9 +113,12 @@ struct Bars {
 impl Bars {
     fn bar(&self, name: &str, total: u64) -> ProgressBar {
         let style = ProgressStyle::with_template(
-            "{prefix:>19} [{bar:30}] {human_pos}/{human_len} rows ({per_sec}, {elapsed})",
+            "{prefix:>19} [{bar:30}] {human_pos}/{human_len} rows ({rate} rows/s, {elapsed})",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", indicatif::HumanCount(state.per_sec() as u64));
+        })
         .progress_chars("=> ");
         let bar = self.multi.add(ProgressBar::new(total).with_style(style).with_prefix(name.to_owned()));
         bar.tick();
