@@ -58,8 +58,9 @@ pub struct ImportArgs {
     #[arg(long, env = "CHATD_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
 
-    /// Read the whole source and report what an import into an empty target would do,
-    /// through a scratch directory in the system's temp dir; the target is not touched.
+    /// Read the whole source and report what an import would do, through a scratch
+    /// directory in the system's temp dir; the target is only read, for what would refuse
+    /// the import (other data without `--merge`, tokens it already has).
     #[arg(long)]
     pub dry_run: bool,
 

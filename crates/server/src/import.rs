@@ -5,20 +5,22 @@
 //! target. Embedded, the command holds the search index's lock from start to end (so no
 //! server opens the directory meanwhile), then indexes what it wrote before it exits: when
 //! it is done, everything imported is searchable. `--dry-run` imports into a scratch
-//! directory that is deleted at the end, so its report is exactly that of a real import into
-//! an empty target.
+//! directory that is deleted at the end, so its report is exactly that of a real import from
+//! scratch; it reads the real target (read only) for what would refuse the import.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use chatd_core::StoreError;
+use chatd_core::error::StoreResult;
 use chatd_core::import::{
-    ImportError, ImportOptions, ImportTarget, Note, NoteKind, Observer, Step, Summary, Table,
+    Batch, ImportError, ImportOptions, ImportTarget, Note, NoteKind, Observer, Standing, Step, Summary,
+    Table, Tally, Written,
 };
+use chatd_core::{AppToken, StoreError};
 use chatd_import_mysql::MySqlSource;
 use chatd_search_tantivy::{SearchIndex, catch_up_offline};
-use chatd_store_postgres::PgImportTarget;
-use chatd_store_sqlite::{SqliteImportTarget, SqliteSource};
+use chatd_store_postgres::{PgImportTarget, PgTargetView};
+use chatd_store_sqlite::{SqliteImportTarget, SqliteSource, SqliteTargetView};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::backend::SEARCH_DIR;
@@ -52,7 +54,11 @@ pub async fn run(args: &ImportArgs) -> Result<Outcome, ImportError> {
     let out = &mut Unpiped(std::io::stdout().lock());
     let (summary, outcome, mut target): (_, _, Box<dyn ImportTarget>) = if args.dry_run {
         let scratch = tempfile::tempdir().map_err(StoreError::internal)?;
-        let mut target = SqliteImportTarget::open(scratch.path())?;
+        let view = match &args.database_url {
+            Some(url) => View::Postgres(PgTargetView::connect(url).await?),
+            None => View::Embedded(SqliteTargetView::open(&args.data_dir)?),
+        };
+        let mut target = DryRun { view, scratch: SqliteImportTarget::open(scratch.path())? };
         let summary = chatd_core::import::run(&mut source, &mut target, &options, &bars).await?;
         let messages = summary.table(Table::Messages).in_source;
         let outcome = Outcome { rows: started.elapsed(), index: None, messages };
@@ -77,6 +83,59 @@ pub async fn run(args: &ImportArgs) -> Result<Outcome, ImportError> {
     let outcome = Outcome { messages: summary.table(Table::Messages).in_source, ..outcome };
     report(out, &summary, target.as_mut(), None, &outcome).await?;
     Ok(outcome)
+}
+
+/// The real target, read only, during a dry run.
+enum View {
+    Embedded(SqliteTargetView),
+    Postgres(PgTargetView),
+}
+
+/// A dry run's target: the rows go to a scratch directory; whether the real target holds
+/// other data, and which tokens it has, come from the real target (read only), so a dry run
+/// is refused (or stopped by taken tokens) exactly when the real import would be.
+struct DryRun {
+    view: View,
+    scratch: SqliteImportTarget,
+}
+
+#[async_trait::async_trait]
+impl ImportTarget for DryRun {
+    async fn begin(&mut self, source: &str) -> StoreResult<Standing> {
+        let standing = self.scratch.begin(source).await?;
+        let foreign = match &mut self.view {
+            View::Embedded(view) => view.foreign(source)?,
+            View::Postgres(view) => view.foreign(source).await?,
+        };
+        Ok(Standing { foreign, ..standing })
+    }
+
+    async fn tokens_taken(&mut self, tokens: &[AppToken]) -> StoreResult<Vec<AppToken>> {
+        match &mut self.view {
+            View::Embedded(view) => view.tokens_taken(tokens),
+            View::Postgres(view) => view.tokens_taken(tokens).await,
+        }
+    }
+
+    async fn write(&mut self, batch: Batch) -> StoreResult<Written> {
+        self.scratch.write(batch).await
+    }
+
+    async fn deferred(&mut self, table: Table, after: i64, limit: usize) -> StoreResult<Vec<i64>> {
+        self.scratch.deferred(table, after, limit).await
+    }
+
+    async fn deferred_count(&mut self, table: Table, after: i64) -> StoreResult<u64> {
+        self.scratch.deferred_count(table, after).await
+    }
+
+    async fn tally(&mut self) -> StoreResult<Tally> {
+        self.scratch.tally().await
+    }
+
+    async fn notes(&mut self, after: Option<&Note>, limit: usize) -> StoreResult<Vec<Note>> {
+        self.scratch.notes(after, limit).await
+    }
 }
 
 /// Brings the search index up to the database, with a progress bar; returns the time taken.

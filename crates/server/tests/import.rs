@@ -457,6 +457,11 @@ async fn a_target_holding_other_data_is_refused_unless_merge_and_colliding_token
         .await;
         let refused = import_fails(&from, &target, &[]);
         assert!(refused.contains("--merge"), "{refused}");
+        // A dry run is refused alike, and one with --merge writes nothing.
+        let dry = import_fails(&from, &target, &["--dry-run"]);
+        assert!(dry.contains("--merge"), "{dry}");
+        import(&from, &target, &["--dry-run", "--merge"]);
+        assert_eq!(checkpoint(&target, "applications"), None, "{target:?}: a dry run wrote");
         let merged = import(&from, &target, &["--merge"]);
         assert_eq!(summary_row(&merged, "messages")[2], 13, "{merged}");
 
@@ -468,6 +473,8 @@ async fn a_target_holding_other_data_is_refused_unless_merge_and_colliding_token
         );
         let taken = import_fails(&twin, &target, &["--merge"]);
         assert!(taken.contains("old ids: 1, 3"), "{taken}");
+        let dry = import_fails(&twin, &target, &["--merge", "--dry-run"]);
+        assert!(dry.contains("old ids: 1, 3"), "a dry run sees the taken tokens: {dry}");
         with_server(&target, |api| async move {
             let r = api.client.get(format!("{}/applications/freshToken", api.base)).send().await.unwrap();
             assert_eq!(r.status(), 404, "nothing of the refused import was written");

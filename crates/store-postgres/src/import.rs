@@ -43,6 +43,69 @@ pub struct PgImportTarget {
     source: Option<i64>,
 }
 
+/// Of `tokens`, those an application in `db` has.
+async fn taken_tokens(db: &mut PgConnection, tokens: &[AppToken]) -> StoreResult<Vec<AppToken>> {
+    let tokens: Vec<&str> = tokens.iter().map(AppToken::as_str).collect();
+    let taken: Vec<String> = sqlx::query_scalar("SELECT token FROM applications WHERE token = ANY ($1)")
+        .bind(&tokens)
+        .fetch_all(&mut *db)
+        .await
+        .map_err(map)?;
+    taken.iter().map(|t| parse(t, AppToken::parse)).collect()
+}
+
+/// A PostgreSQL target as it stands, read only, for `chatd import --dry-run`: what a real
+/// import would be refused for (other data, tokens taken), without a lock, a migration or a
+/// write. A database chatd never ran on is empty.
+#[derive(Debug)]
+pub struct PgTargetView {
+    db: PgConnection,
+}
+
+impl PgTargetView {
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        let db = PgConnection::connect_with(&crate::connect_options(url)?).await.map_err(map)?;
+        Ok(PgTargetView { db })
+    }
+
+    /// Whether the target holds applications that did not come from the source `name`.
+    pub async fn foreign(&mut self, name: &str) -> StoreResult<bool> {
+        let (apps, imports): (bool, bool) = sqlx::query_as(
+            "SELECT to_regclass('applications') IS NOT NULL, to_regclass('import_applications') IS NOT NULL",
+        )
+        .fetch_one(&mut self.db)
+        .await
+        .map_err(map)?;
+        if !apps {
+            return Ok(false);
+        }
+        let foreign = if imports {
+            sqlx::query_scalar(
+                "SELECT (SELECT count(*) FROM applications) > (SELECT count(*) FROM import_applications i \
+                 JOIN import_sources s ON s.id = i.source WHERE s.name = $1)",
+            )
+            .bind(name)
+            .fetch_one(&mut self.db)
+            .await
+        } else {
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM applications)").fetch_one(&mut self.db).await
+        };
+        foreign.map_err(map)
+    }
+
+    /// Of `tokens`, those an application of the target has.
+    pub async fn tokens_taken(&mut self, tokens: &[AppToken]) -> StoreResult<Vec<AppToken>> {
+        let exists: bool = sqlx::query_scalar("SELECT to_regclass('applications') IS NOT NULL")
+            .fetch_one(&mut self.db)
+            .await
+            .map_err(map)?;
+        if !exists {
+            return Ok(Vec::new());
+        }
+        taken_tokens(&mut self.db, tokens).await
+    }
+}
+
 impl PgImportTarget {
     /// Connects, takes the database's import lock (refused with `Unavailable` when another
     /// import holds it) and brings the schema up to date as [`crate::PgStore::connect`] does.
@@ -110,13 +173,7 @@ impl ImportTarget for PgImportTarget {
     }
 
     async fn tokens_taken(&mut self, tokens: &[AppToken]) -> StoreResult<Vec<AppToken>> {
-        let tokens: Vec<&str> = tokens.iter().map(AppToken::as_str).collect();
-        let taken: Vec<String> = sqlx::query_scalar("SELECT token FROM applications WHERE token = ANY ($1)")
-            .bind(&tokens)
-            .fetch_all(&mut self.db)
-            .await
-            .map_err(map)?;
-        taken.iter().map(|t| parse(t, AppToken::parse)).collect()
+        taken_tokens(&mut self.db, tokens).await
     }
 
     #[tracing::instrument(skip_all, fields(step = batch.step().as_str()))]

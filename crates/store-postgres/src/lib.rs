@@ -42,7 +42,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
 pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
-pub use import::PgImportTarget;
+pub use import::{PgImportTarget, PgTargetView};
 pub use search::{NEWEST_WHOLE_WORD_CANDIDATES, SEARCH_CANDIDATES, WHOLE_WORD_CANDIDATES};
 
 /// Settings of the PostgreSQL store.

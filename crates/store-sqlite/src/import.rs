@@ -21,7 +21,7 @@ use chatd_core::import::{
 use chatd_core::{AppToken, StoreError};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Transaction, TransactionBehavior, params};
 
-use crate::connection::{map_err, open_writer};
+use crate::connection::{map_err, open_reader, open_writer};
 use crate::{DB_FILE, Durability, queries, schema};
 
 /// Parents' row ids by legacy id, kept between batches; bounded.
@@ -78,6 +78,76 @@ impl SqliteImportTarget {
     }
 }
 
+/// The embedded target as it stands, read only, for `chatd import --dry-run`: what a real
+/// import would be refused for (other data, tokens taken), without a migration or a write.
+/// A data directory without a database is empty.
+#[derive(Debug)]
+pub struct SqliteTargetView {
+    db: Option<Connection>,
+}
+
+impl SqliteTargetView {
+    pub fn open(data_dir: &Path) -> StoreResult<Self> {
+        let path = data_dir.join(DB_FILE);
+        let db = if path.exists() { Some(open_reader(&path).map_err(map_err)?) } else { None };
+        Ok(SqliteTargetView { db })
+    }
+
+    fn has_table(db: &Connection, name: &str) -> StoreResult<bool> {
+        db.query_row(
+            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .map_err(map_err)
+    }
+
+    /// Whether the target holds applications that did not come from the source `name`.
+    pub fn foreign(&self, name: &str) -> StoreResult<bool> {
+        let Some(db) = &self.db else { return Ok(false) };
+        if !Self::has_table(db, "applications")? {
+            return Ok(false);
+        }
+        let apps: i64 =
+            db.query_row("SELECT count(*) FROM applications", [], |r| r.get(0)).map_err(map_err)?;
+        let imported: i64 = if Self::has_table(db, "import_applications")? {
+            db.query_row(
+                "SELECT count(*) FROM import_applications i JOIN import_sources s ON s.id = i.source \
+                 WHERE s.name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .map_err(map_err)?
+        } else {
+            0
+        };
+        Ok(apps > imported)
+    }
+
+    /// Of `tokens`, those an application of the target has.
+    pub fn tokens_taken(&self, tokens: &[AppToken]) -> StoreResult<Vec<AppToken>> {
+        let Some(db) = &self.db else { return Ok(Vec::new()) };
+        if !Self::has_table(db, "applications")? {
+            return Ok(Vec::new());
+        }
+        taken_tokens(db, tokens)
+    }
+}
+
+/// Of `tokens`, those an application in `db` has.
+fn taken_tokens(db: &Connection, tokens: &[AppToken]) -> StoreResult<Vec<AppToken>> {
+    let list = json_list(tokens.iter().map(|t| format!("\"{}\"", t.as_str())));
+    let mut stmt = db
+        .prepare("SELECT token FROM applications WHERE token IN (SELECT value FROM json_each(?1))")
+        .map_err(map_err)?;
+    let rows = stmt.query_map([list], |r| r.get::<_, String>(0)).map_err(map_err)?;
+    let mut found = Vec::new();
+    for token in rows {
+        found.extend(AppToken::parse(&token.map_err(map_err)?));
+    }
+    Ok(found)
+}
+
 #[async_trait]
 impl ImportTarget for SqliteImportTarget {
     async fn begin(&mut self, source: &str) -> StoreResult<Standing> {
@@ -115,20 +185,8 @@ impl ImportTarget for SqliteImportTarget {
     }
 
     async fn tokens_taken(&mut self, tokens: &[AppToken]) -> StoreResult<Vec<AppToken>> {
-        let list = json_list(tokens.iter().map(|t| format!("\"{}\"", t.as_str())));
-        self.with(move |s| {
-            let mut stmt = s
-                .db
-                .prepare("SELECT token FROM applications WHERE token IN (SELECT value FROM json_each(?1))")
-                .map_err(map_err)?;
-            let rows = stmt.query_map([list], |r| r.get::<_, String>(0)).map_err(map_err)?;
-            let mut found = Vec::new();
-            for token in rows {
-                found.extend(AppToken::parse(&token.map_err(map_err)?));
-            }
-            Ok(found)
-        })
-        .await
+        let tokens = tokens.to_vec();
+        self.with(move |s| taken_tokens(&s.db, &tokens)).await
     }
 
     async fn write(&mut self, batch: Batch) -> StoreResult<Written> {

@@ -30,7 +30,7 @@ mod writer;
 pub use bulk::BulkLoader;
 pub use chatd_core::stats::{WriterStats, WriterStatsSnapshot};
 pub use connection::{DB_FILE, Durability};
-pub use import::SqliteImportTarget;
+pub use import::{SqliteImportTarget, SqliteTargetView};
 pub use readers::LookupStats;
 pub use source::SqliteSource;
 pub use store::{Options, SqliteStore};
