@@ -46,7 +46,8 @@ pub fn run(opts: &Opts, messages: u64) -> anyhow::Result<Report> {
     let started = Instant::now();
     let outcome = runtime.block_on(chatd_server::import::run(&args)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let total = started.elapsed();
-    anyhow::ensure!(outcome.messages == messages, "the source held {} messages", outcome.messages);
+    let held = outcome.summary.table(chatd_core::import::Table::Messages).in_source;
+    anyhow::ensure!(held == messages, "the source held {held} messages");
 
     let target = if opts.postgres { "PostgreSQL" } else { "embedded" };
     let per_second = messages as f64 / outcome.rows.as_secs_f64();

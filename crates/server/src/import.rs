@@ -29,15 +29,14 @@ use crate::config::ImportArgs;
 /// Notes read from the target per page of the report.
 const NOTES_PAGE: usize = 1_000;
 
-/// How long an import took.
-#[derive(Debug, Clone, Copy)]
+/// What an import did, and how long it took.
+#[derive(Debug, Clone)]
 pub struct Outcome {
+    pub summary: Summary,
     /// Reading the source and writing the rows.
     pub rows: Duration,
     /// Embedded: bringing the search index up to the rows, after them.
     pub index: Option<Duration>,
-    /// Rows the source's `messages` table holds.
-    pub messages: u64,
 }
 
 /// Runs the import the arguments describe and prints its report on stdout.
@@ -51,25 +50,22 @@ pub async fn run(args: &ImportArgs) -> Result<Outcome, ImportError> {
         ..ImportOptions::default()
     };
     let bars = Bars::default();
-    let out = &mut Unpiped(std::io::stdout().lock());
-    let (summary, outcome, mut target): (_, _, Box<dyn ImportTarget>) = if args.dry_run {
-        let scratch = tempfile::tempdir().map_err(StoreError::internal)?;
+    // A dry run's scratch directory, removed when this returns (after the report read it).
+    let mut scratch = None;
+    let (outcome, mut target, headline): (_, Box<dyn ImportTarget>, _) = if args.dry_run {
+        let dir = scratch.insert(tempfile::tempdir().map_err(StoreError::internal)?);
         let view = match &args.database_url {
             Some(url) => View::Postgres(PgTargetView::connect(url).await?),
             None => View::Embedded(SqliteTargetView::open(&args.data_dir)?),
         };
-        let mut target = DryRun { view, scratch: SqliteImportTarget::open(scratch.path())? };
+        let mut target = DryRun { view, scratch: SqliteImportTarget::open(dir.path())? };
         let summary = chatd_core::import::run(&mut source, &mut target, &options, &bars).await?;
-        let messages = summary.table(Table::Messages).in_source;
-        let outcome = Outcome { rows: started.elapsed(), index: None, messages };
-        // The scratch directory goes with the report's last read of it.
-        let report = report(out, &summary, &mut target, Some("dry run: nothing was written"), &outcome).await;
-        drop(scratch);
-        return report.map(|()| outcome);
+        let outcome = Outcome { summary, rows: started.elapsed(), index: None };
+        (outcome, Box::new(target), Some("dry run: nothing was written"))
     } else if let Some(url) = &args.database_url {
         let mut target = PgImportTarget::connect(url).await?;
         let summary = chatd_core::import::run(&mut source, &mut target, &options, &bars).await?;
-        (summary, Outcome { rows: started.elapsed(), index: None, messages: 0 }, Box::new(target))
+        (Outcome { summary, rows: started.elapsed(), index: None }, Box::new(target), None)
     } else {
         let index = SearchIndex::open(&args.data_dir.join(SEARCH_DIR))?;
         // Before the first write: refuses while a server (or another import) runs here.
@@ -78,10 +74,9 @@ pub async fn run(args: &ImportArgs) -> Result<Outcome, ImportError> {
         let summary = chatd_core::import::run(&mut source, &mut target, &options, &bars).await?;
         let rows = started.elapsed();
         let indexing = index_what_was_written(index, lock, &args.data_dir, &bars).await?;
-        (summary, Outcome { rows, index: Some(indexing), messages: 0 }, Box::new(target))
+        (Outcome { summary, rows, index: Some(indexing) }, Box::new(target), None)
     };
-    let outcome = Outcome { messages: summary.table(Table::Messages).in_source, ..outcome };
-    report(out, &summary, target.as_mut(), None, &outcome).await?;
+    report(&mut Unpiped(std::io::stdout().lock()), &outcome, target.as_mut(), headline).await?;
     Ok(outcome)
 }
 
@@ -233,12 +228,12 @@ impl<W: Write> Write for Unpiped<W> {
 /// Prints the summary, then one line per note (renumbered rows, new tokens, …).
 async fn report(
     out: &mut dyn Write,
-    summary: &Summary,
+    outcome: &Outcome,
     target: &mut dyn ImportTarget,
     headline: Option<&str>,
-    outcome: &Outcome,
 ) -> Result<(), ImportError> {
     let io = |e: std::io::Error| ImportError::Target(StoreError::internal(e));
+    let summary = &outcome.summary;
     let tally = &summary.tally;
     writeln!(
         out,

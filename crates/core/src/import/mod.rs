@@ -301,6 +301,14 @@ pub struct Written {
     pub orphans: u64,
 }
 
+impl std::ops::AddAssign for Written {
+    fn add_assign(&mut self, other: Written) {
+        self.written += other.written;
+        self.deferred += other.deferred;
+        self.orphans += other.orphans;
+    }
+}
+
 /// Where an import of one source stands in a target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Standing {

@@ -115,7 +115,7 @@ pub async fn run(
     let now = Timestamp::now();
 
     let step = Step::Applications;
-    let after = begin(source, &standing, step, observer).await?;
+    let after = begin(source, &standing, &summary, step, observer).await?;
     let rows = source.applications(after);
     let (read, written) = copy(
         rows,
@@ -133,7 +133,7 @@ pub async fn run(
     summary.count(Table::Applications, read, written);
 
     let step = Step::Chats;
-    let after = begin(source, &standing, step, observer).await?;
+    let after = begin(source, &standing, &summary, step, observer).await?;
     let rows = source.chats(after);
     let batch = |rows: Vec<_>| Ok(rows_batch(step, rows.into_iter().map(|r| rules::chat(r, now))));
     let (read, written) = copy(rows, target, options, step, observer, |_| 0, batch).await?;
@@ -142,7 +142,7 @@ pub async fn run(
     summary.count(Table::Chats, 0, written);
 
     let step = Step::Messages;
-    let after = begin(source, &standing, step, observer).await?;
+    let after = begin(source, &standing, &summary, step, observer).await?;
     let rows = source.messages(after);
     let max = options.max_body_bytes;
     let size = |r: &super::LegacyMessage| r.body.as_ref().map_or(0, String::len);
@@ -162,15 +162,21 @@ fn rows_batch(step: Step, rows: impl Iterator<Item = ImportedRow>) -> Batch {
     Batch::Rows { step, rows: rows.collect() }
 }
 
-/// Tells the observer a copying step begins; returns the step's checkpoint.
+/// Tells the observer a copying step begins; returns the step's checkpoint. A step starting
+/// from nothing has the whole table to go: counted already, not counted again.
 async fn begin(
     source: &mut dyn LegacySource,
     standing: &Standing,
+    summary: &Summary,
     step: Step,
     observer: &dyn Observer,
 ) -> Result<i64, ImportError> {
     let after = standing.checkpoint(step);
-    observer.begin(step, source.count(step.table(), after).await?);
+    let total = match after {
+        0 => summary.table(step.table()).in_source,
+        after => source.count(step.table(), after).await?,
+    };
+    observer.begin(step, total);
     Ok(after)
 }
 
@@ -182,23 +188,13 @@ async fn check_tokens(
     after: i64,
 ) -> Result<(), ImportError> {
     let mut taken = Vec::new();
-    let mut chunk: Vec<(i64, AppToken)> = Vec::new();
-    let mut rows = source.applications(after);
-    loop {
-        let next = rows.next().await.transpose()?;
-        if let Some(app) = &next
-            && let Some(token) = app.token.as_deref().and_then(AppToken::parse)
-        {
-            chunk.push((app.id, token));
-        }
-        if chunk.len() >= TOKEN_CHECK_BATCH || (next.is_none() && !chunk.is_empty()) {
-            let tokens: Vec<AppToken> = chunk.iter().map(|(_, t)| t.clone()).collect();
-            let found = target.tokens_taken(&tokens).await?;
-            taken.extend(chunk.drain(..).filter(|(_, t)| found.contains(t)).map(|(id, _)| id));
-        }
-        if next.is_none() {
-            break;
-        }
+    let mut chunks = source.applications(after).chunks(TOKEN_CHECK_BATCH);
+    while let Some(chunk) = chunks.next().await {
+        let apps = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let tokens: Vec<(i64, AppToken)> =
+            apps.iter().filter_map(|a| Some((a.id, a.token.as_deref().and_then(AppToken::parse)?))).collect();
+        let found = target.tokens_taken(&tokens.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>()).await?;
+        taken.extend(tokens.into_iter().filter(|(_, t)| found.contains(t)).map(|(id, _)| id));
     }
     if taken.is_empty() { Ok(()) } else { Err(ImportError::TokensTaken { ids: taken }) }
 }
@@ -241,10 +237,7 @@ async fn copy<R: Send>(
         let mut total = Written::default();
         while let Some(rows) = rx.recv().await {
             let n = rows.len() as u64;
-            let written = target.write(batch(rows)?).await?;
-            total.written += written.written;
-            total.deferred += written.deferred;
-            total.orphans += written.orphans;
+            total += target.write(batch(rows)?).await?;
             observer.advance(step, n);
         }
         Ok::<_, ImportError>(total)
@@ -292,8 +285,7 @@ async fn renumber(
                 table.singular()
             )));
         }
-        let written = target.write(Batch::Rows { step, rows }).await?;
-        total.written += written.written;
+        total += target.write(Batch::Rows { step, rows }).await?;
         observer.advance(step, ids.len() as u64);
         after = last;
     }
